@@ -1,0 +1,727 @@
+//! One record as one Automerge document.
+//!
+//! Layout of every document: the root holds `header` (immutable: id, type, scope, creator,
+//! schema) and `record` (the record's fields). Records are written by diffing the typed record
+//! before and after an edit and touching only the fields that changed, so concurrent edits of
+//! different fields merge cleanly, maps keyed by id merge entry by entry, lists that only grew
+//! get appends, and fields listed in [`Record::TEXT_FIELDS`] are Automerge text that merges
+//! character by character. Two replicas setting the same field concurrently leave a conflict
+//! that [`Document::conflicts`] reports with every value, until a person resolves it.
+
+use std::str::FromStr;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc};
+use gridsync_proto::{DeviceId, DocHeader, DocId, DocType, GridCode};
+use serde_json::{Map, Value as Json};
+
+use crate::records::Record;
+use crate::validate::ValidationErrors;
+
+/// The schema version this build writes; it reads every version up to this one.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything that can go wrong reading or writing a document.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// Automerge refused the bytes or the operation.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// The record failed validation; nothing was written.
+    #[error("invalid {doc_type}: {source}")]
+    Invalid {
+        /// The type of the record.
+        doc_type: DocType,
+        /// Every field that is wrong.
+        #[source]
+        source: ValidationErrors,
+    },
+    /// A field in the document does not have the shape the schema expects.
+    #[error("document {doc}: field `{path}` does not fit the {doc_type} schema: {reason}")]
+    Schema {
+        /// The document.
+        doc: DocId,
+        /// Its type.
+        doc_type: DocType,
+        /// The field path inside the record.
+        path: String,
+        /// What serde found wrong.
+        reason: String,
+    },
+    /// The document has no readable header.
+    #[error("document header is missing or malformed: {0}")]
+    Header(String),
+    /// The document is of another type than the caller asked for.
+    #[error("document {id} is a {found}, not a {expected}")]
+    WrongType {
+        /// The document.
+        id: DocId,
+        /// What the caller asked for.
+        expected: DocType,
+        /// What it is.
+        found: DocType,
+    },
+    /// Written by a newer gridsync than this one.
+    #[error("document {id} uses schema {found}; this build reads up to {SCHEMA_VERSION}")]
+    FutureSchema {
+        /// The document.
+        id: DocId,
+        /// The schema it declares.
+        found: u32,
+    },
+    /// Incoming changes tried to alter the immutable header.
+    #[error("changes to document {0} would alter its immutable header")]
+    HeaderChanged(DocId),
+    /// A conflict resolution named a field that does not exist.
+    #[error("document {doc} has no field `{path}`")]
+    NoSuchField {
+        /// The document.
+        doc: DocId,
+        /// The path that was asked for.
+        path: String,
+    },
+}
+
+/// A field that two replicas set concurrently: every value is kept until a person picks one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FieldConflict {
+    /// Dot-separated path inside the record, e.g. `members.<id>.phones`.
+    pub path: String,
+    /// All concurrent values, in Automerge's deterministic order; the last is the one shown.
+    pub values: Vec<Json>,
+}
+
+/// An Automerge document holding one record, with its parsed header.
+#[derive(Debug, Clone)]
+pub struct Document {
+    header: DocHeader,
+    doc: AutoCommit,
+}
+
+/// The actor id a device writes with: its device id's 16 bytes, so every change is
+/// attributable to the enrolled device that made it.
+pub fn actor_for(device: DeviceId) -> ActorId {
+    ActorId::from(device.as_bytes().as_slice())
+}
+
+/// The device behind an actor id, when the actor follows [`actor_for`].
+pub fn device_of(actor: &ActorId) -> Option<DeviceId> {
+    let bytes: [u8; 16] = actor.to_bytes().try_into().ok()?;
+    Some(DeviceId(uuid::Uuid::from_bytes(bytes)))
+}
+
+impl Document {
+    /// Creates a document holding `record`, written by `device`, in one change.
+    pub fn create<R: Record>(
+        id: DocId,
+        scope: GridCode,
+        device: DeviceId,
+        record: &R,
+    ) -> Result<Self, DocError> {
+        record.validate().map_err(|source| DocError::Invalid {
+            doc_type: R::DOC_TYPE,
+            source,
+        })?;
+        let header = DocHeader {
+            id,
+            doc_type: R::DOC_TYPE,
+            scope,
+            creator: device,
+            schema: SCHEMA_VERSION,
+        };
+        let mut doc = AutoCommit::new().with_actor(actor_for(device));
+        let h = doc.put_object(ROOT, "header", ObjType::Map)?;
+        doc.put(&h, "id", header.id.to_string())?;
+        doc.put(&h, "type", header.doc_type.as_str())?;
+        doc.put(&h, "scope", header.scope.as_str())?;
+        doc.put(&h, "creator", header.creator.to_string())?;
+        doc.put(&h, "schema", i64::from(header.schema))?;
+        let record_obj = doc.put_object(ROOT, "record", ObjType::Map)?;
+        let empty = Json::Object(Map::new());
+        let json = to_json_value(record)?;
+        reconcile(
+            &mut doc,
+            &record_obj,
+            &empty,
+            &json,
+            R::TEXT_FIELDS,
+            &mut Vec::new(),
+        )?;
+        doc.commit();
+        Ok(Self { header, doc })
+    }
+
+    /// Loads a document from saved bytes (a snapshot, optionally followed by change chunks).
+    pub fn load(bytes: &[u8]) -> Result<Self, DocError> {
+        let doc = AutoCommit::load(bytes)?;
+        Self::from_automerge(doc)
+    }
+
+    /// Wraps an Automerge document, reading and checking its header.
+    pub fn from_automerge(doc: AutoCommit) -> Result<Self, DocError> {
+        let header = read_header(&doc)?;
+        Ok(Self { header, doc })
+    }
+
+    /// The immutable header.
+    pub fn header(&self) -> &DocHeader {
+        &self.header
+    }
+
+    /// The document id.
+    pub fn id(&self) -> DocId {
+        self.header.id
+    }
+
+    /// Makes later edits attributable to `device`.
+    pub fn set_device(&mut self, device: DeviceId) {
+        self.doc.set_actor(actor_for(device));
+    }
+
+    /// The underlying Automerge document (for sync and storage).
+    pub fn automerge(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    /// The current heads.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The whole document, compacted.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes made since `heads`, as one incremental chunk.
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
+    /// The changes made since `heads`.
+    pub fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<Change> {
+        self.doc.get_changes(heads)
+    }
+
+    /// The record as JSON, exactly as stored (unknown fields from newer schemas included).
+    pub fn record_json(&self) -> Json {
+        match self.doc.get(ROOT, "record") {
+            Ok(Some((automerge::Value::Object(t), id))) => obj_to_json(&self.doc, &id, t),
+            _ => Json::Null,
+        }
+    }
+
+    /// The typed record.
+    pub fn read<R: Record>(&self) -> Result<R, DocError> {
+        self.expect_type(R::DOC_TYPE)?;
+        self.decode(self.record_json())
+    }
+
+    fn decode<R: Record>(&self, json: Json) -> Result<R, DocError> {
+        serde_path_to_error::deserialize(json).map_err(|e| DocError::Schema {
+            doc: self.header.id,
+            doc_type: self.header.doc_type,
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })
+    }
+
+    fn expect_type(&self, expected: DocType) -> Result<(), DocError> {
+        if self.header.doc_type == expected {
+            Ok(())
+        } else {
+            Err(DocError::WrongType {
+                id: self.header.id,
+                expected,
+                found: self.header.doc_type,
+            })
+        }
+    }
+
+    /// Edits the record: `edit` changes a copy, the copy is validated, and only fields that
+    /// differ are written, as one change. Returns the new change's hash, or `None` when the edit
+    /// changed nothing. An invalid result writes nothing.
+    pub fn update<R: Record>(
+        &mut self,
+        edit: impl FnOnce(&mut R),
+    ) -> Result<Option<ChangeHash>, DocError> {
+        self.expect_type(R::DOC_TYPE)?;
+        let current: R = self.decode(self.record_json())?;
+        // Diff typed-before against typed-after, never the raw document: fields this build
+        // does not know (written by a newer schema) are then left alone rather than deleted.
+        let before = to_json_value(&current)?;
+        let mut next = current;
+        edit(&mut next);
+        next.validate().map_err(|source| DocError::Invalid {
+            doc_type: R::DOC_TYPE,
+            source,
+        })?;
+        let after = to_json_value(&next)?;
+        if before == after {
+            return Ok(None);
+        }
+        let record = self.record_obj()?;
+        let mut path = Vec::new();
+        let result = reconcile(
+            &mut self.doc,
+            &record,
+            &before,
+            &after,
+            R::TEXT_FIELDS,
+            &mut path,
+        );
+        if let Err(e) = result {
+            self.doc.rollback();
+            return Err(e);
+        }
+        Ok(self.doc.commit())
+    }
+
+    fn record_obj(&self) -> Result<ObjId, DocError> {
+        match self.doc.get(ROOT, "record")? {
+            Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(DocError::Schema {
+                doc: self.header.id,
+                doc_type: self.header.doc_type,
+                path: "record".into(),
+                reason: "missing".into(),
+            }),
+        }
+    }
+
+    /// Every field of the record that currently holds concurrent values.
+    pub fn conflicts(&self) -> Vec<FieldConflict> {
+        let mut out = Vec::new();
+        if let Ok(record) = self.record_obj() {
+            collect_conflicts(
+                &self.doc,
+                &record,
+                ObjType::Map,
+                &mut String::new(),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// Settles a conflict (or sets any field) by writing `value` at `path`, superseding every
+    /// concurrent value. The resulting record must still be valid, or nothing is written.
+    pub fn resolve<R: Record>(
+        &mut self,
+        path: &str,
+        value: Json,
+    ) -> Result<Option<ChangeHash>, DocError> {
+        self.expect_type(R::DOC_TYPE)?;
+        let no_field = || DocError::NoSuchField {
+            doc: self.header.id,
+            path: path.to_owned(),
+        };
+        let segments: Vec<&str> = path.split('.').collect();
+        let (last, parents) = segments.split_last().ok_or_else(no_field)?;
+        let mut obj = self.record_obj()?;
+        let mut obj_type = ObjType::Map;
+        for seg in parents {
+            let prop = prop_for(obj_type, seg).ok_or_else(no_field)?;
+            match self.doc.get(&obj, prop)? {
+                Some((automerge::Value::Object(t), id)) => {
+                    obj = id;
+                    obj_type = t;
+                }
+                _ => return Err(no_field()),
+            }
+        }
+        let prop = prop_for(obj_type, last).ok_or_else(no_field)?;
+        if self.doc.get(&obj, prop.clone())?.is_none() {
+            return Err(no_field());
+        }
+        let mut walked: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+        walked.pop();
+        let result = put_value(
+            &mut self.doc,
+            &obj,
+            prop,
+            &value,
+            R::TEXT_FIELDS,
+            &mut walked,
+        )
+        .and_then(|()| {
+            let rec: R = self.decode(self.record_json())?;
+            rec.validate().map_err(|source| DocError::Invalid {
+                doc_type: R::DOC_TYPE,
+                source,
+            })
+        });
+        if let Err(e) = result {
+            self.doc.rollback();
+            return Err(e);
+        }
+        Ok(self.doc.commit())
+    }
+
+    /// Applies changes from another replica. Changes that would alter the header are refused
+    /// and leave the document as it was.
+    pub fn apply_changes(&mut self, changes: Vec<Change>) -> Result<(), DocError> {
+        let before = self.doc.get_heads();
+        self.doc.apply_changes(changes)?;
+        self.check_header_after(&before)
+    }
+
+    /// Merges another replica of the same document into this one (header checked likewise).
+    pub fn merge(&mut self, other: &mut Document) -> Result<(), DocError> {
+        let before = self.doc.get_heads();
+        self.doc.merge(&mut other.doc)?;
+        self.check_header_after(&before)
+    }
+
+    /// Applies saved bytes (a snapshot or change chunks) from another replica.
+    pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<(), DocError> {
+        let before = self.doc.get_heads();
+        self.doc.load_incremental(bytes)?;
+        self.check_header_after(&before)
+    }
+
+    fn check_header_after(&mut self, before: &[ChangeHash]) -> Result<(), DocError> {
+        let intact = read_header(&self.doc).is_ok_and(|h| h == self.header)
+            && header_has_no_conflicts(&self.doc);
+        if intact {
+            return Ok(());
+        }
+        // Roll back to the state before the bad changes: a fork at the old heads is exactly the
+        // document without them.
+        let restored = self.doc.fork_at(before)?;
+        let actor = self.doc.get_actor().clone();
+        self.doc = restored.with_actor(actor);
+        Err(DocError::HeaderChanged(self.header.id))
+    }
+}
+
+fn header_has_no_conflicts(doc: &AutoCommit) -> bool {
+    let Ok(Some((_, h))) = doc.get(ROOT, "header") else {
+        return false;
+    };
+    doc.get_all(ROOT, "header")
+        .map(|v| v.len() == 1)
+        .unwrap_or(false)
+        && doc
+            .keys(&h)
+            .all(|k| doc.get_all(&h, k).map(|v| v.len() == 1).unwrap_or(false))
+}
+
+fn read_header(doc: &AutoCommit) -> Result<DocHeader, DocError> {
+    let h = match doc.get(ROOT, "header")? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => id,
+        _ => return Err(DocError::Header("no `header` map at the root".into())),
+    };
+    let text = |key: &str| -> Result<String, DocError> {
+        match doc.get(&h, key)? {
+            Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+                automerge::ScalarValue::Str(s) => Ok(s.to_string()),
+                _ => Err(DocError::Header(format!("`{key}` is not text"))),
+            },
+            _ => Err(DocError::Header(format!("`{key}` is missing"))),
+        }
+    };
+    let id = DocId::from_str(&text("id")?).map_err(|e| DocError::Header(e.to_string()))?;
+    let doc_type =
+        DocType::from_str(&text("type")?).map_err(|e| DocError::Header(e.to_string()))?;
+    let scope = GridCode::parse(&text("scope")?).map_err(|e| DocError::Header(e.to_string()))?;
+    let creator =
+        DeviceId::from_str(&text("creator")?).map_err(|e| DocError::Header(e.to_string()))?;
+    let schema = match doc.get(&h, "schema")? {
+        Some((automerge::Value::Scalar(s), _)) => match s.as_ref() {
+            automerge::ScalarValue::Int(n) => u32::try_from(*n).ok(),
+            automerge::ScalarValue::Uint(n) => u32::try_from(*n).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(|| DocError::Header("`schema` is not a version number".into()))?;
+    if schema > SCHEMA_VERSION {
+        return Err(DocError::FutureSchema { id, found: schema });
+    }
+    Ok(DocHeader {
+        id,
+        doc_type,
+        scope,
+        creator,
+        schema,
+    })
+}
+
+fn to_json_value<R: serde::Serialize>(record: &R) -> Result<Json, DocError> {
+    serde_json::to_value(record)
+        .map_err(|e| DocError::Header(format!("record not serialisable: {e}")))
+}
+
+fn prop_for(obj_type: ObjType, seg: &str) -> Option<Prop> {
+    match obj_type {
+        ObjType::Map | ObjType::Table => Some(Prop::from(seg)),
+        ObjType::List | ObjType::Text => seg.parse::<usize>().ok().map(Prop::from),
+    }
+}
+
+fn is_text_path(path: &[String], patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| {
+        let segs: Vec<&str> = p.split('.').collect();
+        segs.len() == path.len() && segs.iter().zip(path).all(|(s, q)| *s == "*" || s == q)
+    })
+}
+
+fn scalar_to_json(s: &automerge::ScalarValue) -> Json {
+    use automerge::ScalarValue as S;
+    match s {
+        S::Str(s) => Json::String(s.to_string()),
+        S::Int(n) | S::Timestamp(n) => Json::from(*n),
+        S::Uint(n) => Json::from(*n),
+        S::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        S::Counter(c) => Json::from(i64::from(c)),
+        S::Boolean(b) => Json::Bool(*b),
+        S::Null | S::Bytes(_) | S::Unknown { .. } => Json::Null,
+    }
+}
+
+fn value_to_json(doc: &AutoCommit, value: &automerge::Value<'_>, id: &ObjId) -> Json {
+    match value {
+        automerge::Value::Object(t) => obj_to_json(doc, id, *t),
+        automerge::Value::Scalar(s) => scalar_to_json(s),
+    }
+}
+
+fn obj_to_json(doc: &AutoCommit, obj: &ObjId, obj_type: ObjType) -> Json {
+    match obj_type {
+        ObjType::Map | ObjType::Table => {
+            let mut map = Map::new();
+            for item in doc.map_range(obj, ..) {
+                let child = item.id();
+                let key = item.key.to_string();
+                map.insert(key, value_to_json(doc, &item.value.into_value(), &child));
+            }
+            Json::Object(map)
+        }
+        ObjType::List => Json::Array(
+            doc.list_range(obj, ..)
+                .map(|item| {
+                    let child = item.id();
+                    value_to_json(doc, &item.value.into_value(), &child)
+                })
+                .collect(),
+        ),
+        ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
+    }
+}
+
+fn collect_conflicts(
+    doc: &AutoCommit,
+    obj: &ObjId,
+    obj_type: ObjType,
+    path: &mut String,
+    out: &mut Vec<FieldConflict>,
+) {
+    let props: Vec<Prop> = match obj_type {
+        ObjType::Map | ObjType::Table => doc.keys(obj).map(Prop::from).collect(),
+        ObjType::List => (0..doc.length(obj)).map(Prop::from).collect(),
+        ObjType::Text => return,
+    };
+    for prop in props {
+        let Ok(values) = doc.get_all(obj, prop.clone()) else {
+            continue;
+        };
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&prop.to_string());
+        if values.len() > 1 {
+            out.push(FieldConflict {
+                path: path.clone(),
+                values: values
+                    .iter()
+                    .map(|(v, id)| value_to_json(doc, v, id))
+                    .collect(),
+            });
+        } else if let Some((automerge::Value::Object(t), id)) = values.first() {
+            collect_conflicts(doc, id, *t, path, out);
+        }
+        path.truncate(len);
+    }
+}
+
+fn put_scalar<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    prop: Prop,
+    v: &Json,
+) -> Result<(), DocError> {
+    use automerge::ScalarValue as S;
+    let s = match v {
+        Json::Null => S::Null,
+        Json::Bool(b) => S::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => S::Int(i),
+            (None, Some(u), _) => S::Uint(u),
+            (_, _, Some(f)) => S::F64(f),
+            _ => S::Null,
+        },
+        Json::String(s) => S::Str(s.as_str().into()),
+        Json::Array(_) | Json::Object(_) => return Ok(()),
+    };
+    tx.put(obj, prop, s)?;
+    Ok(())
+}
+
+/// Writes `v` at `obj[prop]`, replacing whatever is there.
+fn put_value<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    prop: Prop,
+    v: &Json,
+    text_fields: &[&str],
+    path: &mut Vec<String>,
+) -> Result<(), DocError> {
+    path.push(prop.to_string());
+    let result = (|| {
+        match v {
+            Json::Object(map) => {
+                let child = tx.put_object(obj, prop, ObjType::Map)?;
+                for (k, cv) in map {
+                    put_value(tx, &child, Prop::from(k.as_str()), cv, text_fields, path)?;
+                }
+            }
+            Json::Array(items) => {
+                let child = tx.put_object(obj, prop, ObjType::List)?;
+                for (i, cv) in items.iter().enumerate() {
+                    insert_value(tx, &child, i, cv, text_fields, path)?;
+                }
+            }
+            Json::String(s) if is_text_path(path, text_fields) => {
+                let child = tx.put_object(obj, prop, ObjType::Text)?;
+                tx.splice_text(&child, 0, 0, s)?;
+            }
+            _ => put_scalar(tx, obj, prop, v)?,
+        }
+        Ok(())
+    })();
+    path.pop();
+    result
+}
+
+fn insert_value<T: Transactable>(
+    tx: &mut T,
+    list: &ObjId,
+    index: usize,
+    v: &Json,
+    text_fields: &[&str],
+    path: &mut Vec<String>,
+) -> Result<(), DocError> {
+    match v {
+        Json::Object(_) | Json::Array(_) => {
+            // Insert a placeholder and overwrite it, so the nested writer has one code path.
+            tx.insert(list, index, automerge::ScalarValue::Null)?;
+            put_value(tx, list, Prop::from(index), v, text_fields, path)
+        }
+        _ => {
+            use automerge::ScalarValue as S;
+            let s = match v {
+                Json::Bool(b) => S::Boolean(*b),
+                Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => S::Int(i),
+                    (None, Some(u), _) => S::Uint(u),
+                    (_, _, Some(f)) => S::F64(f),
+                    _ => S::Null,
+                },
+                Json::String(s) => S::Str(s.as_str().into()),
+                _ => S::Null,
+            };
+            tx.insert(list, index, s)?;
+            Ok(())
+        }
+    }
+}
+
+/// Applies the difference between `old` and `new` (both typed-record JSON) to `obj`.
+fn reconcile<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    old: &Json,
+    new: &Json,
+    text_fields: &[&str],
+    path: &mut Vec<String>,
+) -> Result<(), DocError> {
+    let (Json::Object(old), Json::Object(new)) = (old, new) else {
+        return Ok(());
+    };
+    for (k, nv) in new {
+        let ov = old.get(k);
+        if ov == Some(nv) {
+            continue;
+        }
+        let existing = tx.get(obj, k.as_str())?;
+        path.push(k.clone());
+        let r = match (ov, nv, existing) {
+            (
+                Some(ov @ Json::Object(_)),
+                Json::Object(_),
+                Some((automerge::Value::Object(ObjType::Map), child)),
+            ) => reconcile(tx, &child, ov, nv, text_fields, path),
+            (
+                Some(Json::Array(ol)),
+                Json::Array(nl),
+                Some((automerge::Value::Object(ObjType::List), child)),
+            ) => reconcile_list(tx, &child, ol, nl, text_fields, path),
+            (_, Json::String(s), Some((automerge::Value::Object(ObjType::Text), child))) => {
+                tx.update_text(&child, s).map_err(DocError::from)
+            }
+            _ => {
+                path.pop();
+                let r = put_value(tx, obj, Prop::from(k.as_str()), nv, text_fields, path);
+                path.push(k.clone());
+                r
+            }
+        };
+        path.pop();
+        r?;
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            tx.delete(obj, k.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+fn reconcile_list<T: Transactable>(
+    tx: &mut T,
+    list: &ObjId,
+    old: &[Json],
+    new: &[Json],
+    text_fields: &[&str],
+    path: &mut Vec<String>,
+) -> Result<(), DocError> {
+    let common = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    // Elements past the common prefix: overwrite in place where both have one (so a nested map
+    // keeps its identity), delete surplus old ones from the end, append surplus new ones.
+    let overlap = old.len().min(new.len());
+    for i in common..overlap {
+        match (&old[i], &new[i], tx.get(list, i)?) {
+            (
+                ov @ Json::Object(_),
+                nv @ Json::Object(_),
+                Some((automerge::Value::Object(ObjType::Map), child)),
+            ) => {
+                path.push(i.to_string());
+                let r = reconcile(tx, &child, ov, nv, text_fields, path);
+                path.pop();
+                r?;
+            }
+            (_, nv, _) => put_value(tx, list, Prop::from(i), nv, text_fields, path)?,
+        }
+    }
+    for i in (new.len()..old.len()).rev() {
+        tx.delete(list, i)?;
+    }
+    for (i, nv) in new.iter().enumerate().skip(old.len()) {
+        insert_value(tx, list, i, nv, text_fields, path)?;
+    }
+    Ok(())
+}

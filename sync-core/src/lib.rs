@@ -1,0 +1,18 @@
+//! gridsync-core: the CRDT core that runs on the phone (through FFI) and inside the merge server.
+//!
+//! - [`records`]: the grid-work records (grid, household with residents and visits, inspection,
+//!   case) as typed serde data, with [`validate`] rules that name the field and the problem.
+//! - [`document`]: one record as one Automerge document with an immutable header; edits touch
+//!   only changed fields, concurrent edits of one field surface as conflicts.
+//! - [`store`]: the phone's durable local store (SQLite through sqlx): change chunks plus
+//!   compacted snapshots, and relational projections updated in the same transaction.
+
+pub mod document;
+pub mod projection;
+pub mod records;
+pub mod sample;
+pub mod store;
+pub mod validate;
+
+pub use document::{DocError, Document, FieldConflict};
+pub use store::{Store, StoreError};

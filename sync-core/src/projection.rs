@@ -1,0 +1,317 @@
+//! Relational projections of documents: the rows lists, name search and dashboards read.
+//!
+//! A projection is a pure function of one document, so the phone and the server compute the
+//! same rows and either can rebuild them from the documents at any time.
+
+use gridsync_proto::{DocId, DocType, RecordId};
+use serde::Serialize;
+
+use crate::document::{DocError, Document};
+use crate::records::{Case, Grid, Household, Inspection};
+
+/// One grid unit, for the grid list.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct GridRow {
+    /// The grid document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// Hierarchical code.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// `town`, `district`, `village`, `grid` or `micro_grid`.
+    pub level: String,
+    /// The code of the unit above, if any.
+    pub parent: Option<String>,
+    /// How many people are on the roster.
+    pub roster_size: i64,
+}
+
+/// One household, for the grid's household list.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct HouseholdRow {
+    /// The household document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// Its grid (the document scope).
+    pub grid: String,
+    /// Standard address.
+    pub address: String,
+    /// `permanent`, `floating` or `separated`.
+    pub residence: String,
+    /// Flags, comma-separated in sorted order.
+    pub flags: String,
+    /// Name of the head of household, if recorded.
+    pub head_name: Option<String>,
+    /// Members still living there.
+    pub member_count: i64,
+    /// Visits recorded.
+    pub visit_count: i64,
+    /// Time of the latest visit.
+    pub last_visit_at: Option<i64>,
+    /// Fields with unresolved concurrent values.
+    pub conflict_count: i64,
+}
+
+/// One resident, for name search.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ResidentRow {
+    /// The resident's id inside the household document.
+    #[sqlx(try_from = "String")]
+    pub resident_id: RecordId,
+    /// The household document.
+    #[sqlx(try_from = "String")]
+    pub household_id: DocId,
+    /// The household's grid.
+    pub grid: String,
+    /// Full name.
+    pub name: String,
+    /// ID number, if recorded.
+    pub id_number: Option<String>,
+    /// `male` / `female`.
+    pub gender: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    /// Relation to the head of household.
+    pub relation: String,
+    /// Phones, comma-separated.
+    pub phones: String,
+    /// Work or study.
+    pub work: String,
+    /// `present`, `moved_out` or `deceased`.
+    pub status: String,
+    /// Key-person categories, comma-separated.
+    pub categories: String,
+}
+
+/// One visit, for a household's visit log.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct VisitRow {
+    /// The visit's id inside the household document.
+    #[sqlx(try_from = "String")]
+    pub visit_id: RecordId,
+    /// The household document.
+    #[sqlx(try_from = "String")]
+    pub household_id: DocId,
+    /// Who visited.
+    pub worker: String,
+    /// When.
+    pub at: i64,
+    /// Why.
+    pub purpose: String,
+    /// What was found.
+    pub findings: String,
+}
+
+/// One case, for case lists by status.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CaseRow {
+    /// The case document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// Its grid.
+    pub grid: String,
+    /// Short title.
+    pub title: String,
+    /// Derived status.
+    pub status: String,
+    /// Where it came from.
+    pub source: String,
+    /// 小类 code.
+    pub subcategory: String,
+    /// `normal` / `urgent`.
+    pub urgency: String,
+    /// When it was reported.
+    pub reported_at: i64,
+    /// Address of the problem.
+    pub address: String,
+    /// Fields with unresolved concurrent values.
+    pub conflict_count: i64,
+}
+
+/// A case's link to a household (and resident) it concerns: a household's past requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseLinkRow {
+    /// The case document.
+    pub case_id: DocId,
+    /// The household document.
+    pub household_id: DocId,
+    /// The resident, if known.
+    pub resident_id: Option<RecordId>,
+}
+
+/// One patrol, for the inspection list.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct InspectionRow {
+    /// The inspection document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// Its grid.
+    pub grid: String,
+    /// Who patrolled.
+    pub worker: String,
+    /// Start.
+    pub started_at: i64,
+    /// End, when finished.
+    pub ended_at: Option<i64>,
+    /// Track points recorded.
+    pub track_points: i64,
+    /// Findings recorded.
+    pub findings: i64,
+}
+
+/// Every row one document contributes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projection {
+    /// A grid document.
+    Grid(GridRow),
+    /// A household document with its residents and visits.
+    Household {
+        /// The household row.
+        household: HouseholdRow,
+        /// Its members.
+        residents: Vec<ResidentRow>,
+        /// Its visits.
+        visits: Vec<VisitRow>,
+    },
+    /// A case document with the households it concerns.
+    Case {
+        /// The case row.
+        case: CaseRow,
+        /// Links to households and residents.
+        links: Vec<CaseLinkRow>,
+    },
+    /// An inspection document.
+    Inspection(InspectionRow),
+}
+
+fn snake<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Computes the rows of one document.
+pub fn project(doc: &Document) -> Result<Projection, DocError> {
+    let h = doc.header();
+    let id = h.id;
+    let grid = h.scope.to_string();
+    let conflict_count = i64::try_from(doc.conflicts().len()).unwrap_or(i64::MAX);
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(match h.doc_type {
+        DocType::Grid => {
+            let g: Grid = doc.read()?;
+            let code = g.grid_code();
+            Projection::Grid(GridRow {
+                doc_id: id,
+                level: code
+                    .as_ref()
+                    .map(|c| c.level().as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                parent: code.and_then(|c| c.parent()).map(|p| p.to_string()),
+                code: g.code,
+                name: g.name,
+                roster_size: count(g.roster.len()),
+            })
+        }
+        DocType::Household => {
+            let hh: Household = doc.read()?;
+            let residents = hh
+                .members
+                .iter()
+                .map(|(rid, m)| ResidentRow {
+                    resident_id: *rid,
+                    household_id: id,
+                    grid: grid.clone(),
+                    name: m.name.clone(),
+                    id_number: m.id_number.clone(),
+                    gender: m.gender.clone(),
+                    birth_date: m.birth_date.clone(),
+                    relation: snake(&m.relation),
+                    phones: m.phones.join(","),
+                    work: m.work.clone(),
+                    status: snake(&m.status),
+                    categories: m.categories.iter().cloned().collect::<Vec<_>>().join(","),
+                })
+                .collect();
+            let visits = hh
+                .visits
+                .iter()
+                .map(|(vid, v)| VisitRow {
+                    visit_id: *vid,
+                    household_id: id,
+                    worker: v.worker.clone(),
+                    at: v.at,
+                    purpose: v.purpose.clone(),
+                    findings: v.findings.clone(),
+                })
+                .collect();
+            Projection::Household {
+                household: HouseholdRow {
+                    doc_id: id,
+                    grid,
+                    address: hh.address.clone(),
+                    residence: snake(&hh.residence),
+                    flags: hh.flags.iter().cloned().collect::<Vec<_>>().join(","),
+                    head_name: hh.head().map(|(_, m)| m.name.clone()),
+                    member_count: count(
+                        hh.members
+                            .values()
+                            .filter(|m| m.status == crate::records::ResidentStatus::Present)
+                            .count(),
+                    ),
+                    visit_count: count(hh.visits.len()),
+                    last_visit_at: hh.visits.values().map(|v| v.at).max(),
+                    conflict_count,
+                },
+                residents,
+                visits,
+            }
+        }
+        DocType::Case => {
+            let c: Case = doc.read()?;
+            let mut links: Vec<CaseLinkRow> = c
+                .parties
+                .values()
+                .filter_map(|p| {
+                    p.household.map(|hid| CaseLinkRow {
+                        case_id: id,
+                        household_id: hid,
+                        resident_id: p.resident,
+                    })
+                })
+                .collect();
+            links.sort_by_key(|l| (l.household_id, l.resident_id));
+            links.dedup();
+            Projection::Case {
+                case: CaseRow {
+                    doc_id: id,
+                    grid,
+                    status: c.status().to_owned(),
+                    title: c.title,
+                    source: snake(&c.source),
+                    subcategory: c.subcategory,
+                    urgency: snake(&c.urgency),
+                    reported_at: c.reported_at,
+                    address: c.address,
+                    conflict_count,
+                },
+                links,
+            }
+        }
+        DocType::Inspection => {
+            let i: Inspection = doc.read()?;
+            Projection::Inspection(InspectionRow {
+                doc_id: id,
+                grid,
+                worker: i.worker,
+                started_at: i.started_at,
+                ended_at: i.ended_at,
+                track_points: count(i.track.len()),
+                findings: count(i.findings.len()),
+            })
+        }
+    })
+}

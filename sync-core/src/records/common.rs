@@ -1,0 +1,123 @@
+//! Small value types used by several records.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::Checker;
+
+/// A moment as milliseconds since the Unix epoch (UTC): compact in Automerge and unambiguous.
+pub type Millis = i64;
+
+/// A GPS fix (WGS-84 as the phone reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gps {
+    /// Latitude in degrees, -90..=90.
+    pub lat: f64,
+    /// Longitude in degrees, -180..=180.
+    pub lon: f64,
+    /// Horizontal accuracy in metres, when the phone knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc: Option<f64>,
+}
+
+impl Gps {
+    /// A fix without an accuracy figure.
+    pub fn new(lat: f64, lon: f64) -> Self {
+        Self {
+            lat,
+            lon,
+            acc: None,
+        }
+    }
+
+    pub(crate) fn check(&self, c: &mut Checker, field: &str) {
+        c.gps(field, self.lat, self.lon);
+        if let Some(acc) = self.acc
+            && !(acc.is_finite() && acc >= 0.0)
+        {
+            c.fail(
+                &format!("{field}.acc"),
+                crate::validate::Problem::Inconsistent(
+                    "accuracy must be a non-negative number of metres",
+                ),
+            );
+        }
+    }
+}
+
+/// At which stage of the work a photo was taken; cases keep photos by stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhotoStage {
+    /// When the problem was found or reported (处置前).
+    Before,
+    /// While it is being handled (处置中).
+    During,
+    /// After handling, as evidence for closing (处置后).
+    After,
+    /// On-site check (核查) or follow-up visit.
+    Check,
+    /// A household visit or patrol, not tied to a case stage.
+    Record,
+}
+
+/// A photo kept as evidence: the bytes travel separately, content-addressed by SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoRef {
+    /// Lower-case hex SHA-256 of the stored (re-encoded) image.
+    pub sha256: String,
+    /// The stage of the work it documents.
+    pub stage: PhotoStage,
+    /// Capture time from the camera (EXIF), ms since the epoch.
+    pub taken_at: Millis,
+    /// Where it was taken, from EXIF or the phone's fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<Gps>,
+    /// Size of the stored image in bytes.
+    pub size: u64,
+    /// MIME type of the stored image.
+    pub mime: String,
+}
+
+const PHOTO_MIMES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
+
+impl PhotoRef {
+    pub(crate) fn check(&self, c: &mut Checker) {
+        c.sha256("sha256", &self.sha256);
+        c.one_of("mime", &self.mime, PHOTO_MIMES);
+        if self.size == 0 {
+            c.fail(
+                "size",
+                crate::validate::Problem::Inconsistent("a photo cannot be empty"),
+            );
+        }
+        if let Some(g) = &self.gps {
+            g.check(c, "gps");
+        }
+    }
+}
+
+/// Serde helper: a set of short strings stored as an Automerge map `{item: true}`, so two
+/// phones adding different items at once both keep theirs (a list would interleave or conflict).
+pub mod set_as_map {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes the set as a map of `item -> true`.
+    pub fn serialize<S: Serializer>(set: &BTreeSet<String>, s: S) -> Result<S::Ok, S::Error> {
+        set.iter()
+            .map(|k| (k.as_str(), true))
+            .collect::<BTreeMap<_, _>>()
+            .serialize(s)
+    }
+
+    /// Reads a map of `item -> bool`, keeping the items that are `true`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<String>, D::Error> {
+        let map = BTreeMap::<String, bool>::deserialize(d)?;
+        Ok(map
+            .into_iter()
+            .filter(|(_, v)| *v)
+            .map(|(k, _)| k)
+            .collect())
+    }
+}

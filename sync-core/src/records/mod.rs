@@ -1,0 +1,36 @@
+//! The grid-work records, one Rust type per Automerge document type plus the nested records
+//! they hold. Records are plain serde data; `crate::document` maps them onto Automerge, keyed
+//! by id (never by list position), and `validate` checks them before any write.
+//!
+//! Maps and lists are always serialised, even when empty, so that every container exists from
+//! a document's first change: two phones adding the first visit offline then write into the
+//! same map instead of racing to create it (which Automerge would resolve by keeping only one).
+
+mod case;
+mod common;
+mod grid;
+mod household;
+mod inspection;
+
+pub use case::{Case, CaseEvent, CaseSource, Party, Urgency};
+pub use common::{Gps, Millis, PhotoRef, PhotoStage, set_as_map};
+pub use grid::{Grid, RosterEntry};
+pub use household::{Household, Relation, Residence, Resident, ResidentStatus, Visit};
+pub use inspection::{Checkpoint, Finding, Inspection, TrackPoint};
+
+use gridsync_proto::DocType;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::validate::ValidationErrors;
+
+/// A record that is stored as one Automerge document.
+pub trait Record: Serialize + DeserializeOwned + Clone {
+    /// The header type of documents holding this record.
+    const DOC_TYPE: DocType;
+    /// Field paths (dot-separated, `*` for any map key) stored as mergeable Automerge text, so
+    /// two people editing them at once both keep their words.
+    const TEXT_FIELDS: &'static [&'static str] = &[];
+    /// Checks every field; an invalid record is never written.
+    fn validate(&self) -> Result<(), ValidationErrors>;
+}

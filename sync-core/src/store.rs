@@ -1,0 +1,699 @@
+//! The phone's durable local store: SQLite through sqlx.
+//!
+//! **Invariant:** every call that returns `Ok` after a write has its change committed to disk
+//! (WAL with `synchronous=FULL`), together with the projections it affects, in one transaction:
+//! a kill -9 right after loses nothing, and a kill -9 before leaves the previous state.
+//!
+//! A document is stored as its last compacted snapshot plus the change chunks written since.
+//! A write appends one chunk; after [`COMPACT_AFTER`] chunks the next write replaces the
+//! snapshot and deletes the chunks in the same transaction, so a crash never leaves a document
+//! without the bytes that make it up.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridsync_proto::{DeviceId, DocHeader, DocId, DocType, GridCode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use tokio::sync::Mutex;
+
+use crate::document::{DocError, Document, FieldConflict};
+use crate::projection::{
+    CaseRow, GridRow, HouseholdRow, InspectionRow, Projection, ResidentRow, VisitRow, project,
+};
+use crate::records::Record;
+
+/// How many change chunks a document may gather before the next write compacts it.
+pub const COMPACT_AFTER: i64 = 32;
+
+/// Everything that can go wrong in the local store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite refused an operation.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The schema migration failed.
+    #[error("migrating the store schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A document could not be read, validated or written.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// No document with this id in the store.
+    #[error("no document {0} in this store")]
+    NotFound(DocId),
+    /// A stored value is not what the schema says (the file was damaged or edited by hand).
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A resident found by name, with the household context a grid worker needs at the door.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResidentHit {
+    /// The resident.
+    pub resident: ResidentRow,
+    /// Their household.
+    pub household: HouseholdRow,
+}
+
+/// The local store of one device.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    device: DeviceId,
+    // Serialises read-modify-write of documents inside this process; SQLite's own lock covers
+    // other processes.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date. A new
+    /// store gets a fresh device id, which is also the actor id of every change it writes.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'device_id'")
+                .fetch_optional(&pool)
+                .await?;
+        let device = match existing {
+            Some(s) => DeviceId::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => {
+                let d = DeviceId::new();
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('device_id', ?)")
+                    .bind(d.to_string())
+                    .execute(&pool)
+                    .await?;
+                d
+            }
+        };
+        Ok(Self {
+            pool,
+            device,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The device this store writes as.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The connection pool, for modules (sync) that keep their own tables in this store.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Reads a free-form setting (worker name, server URL, sync cursor).
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Writes a free-form setting durably.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a document holding `record` in `scope`; returns its new id once it is on disk.
+    pub async fn create<R: Record>(
+        &self,
+        scope: GridCode,
+        record: &R,
+    ) -> Result<DocId, StoreError> {
+        let mut ids = self
+            .create_many(scope, std::slice::from_ref(record))
+            .await?;
+        ids.pop()
+            .ok_or_else(|| StoreError::Corrupt("create wrote no document".into()))
+    }
+
+    /// Creates many documents in one transaction (bulk import): all or none are written.
+    pub async fn create_many<R: Record>(
+        &self,
+        scope: GridCode,
+        records: &[R],
+    ) -> Result<Vec<DocId>, StoreError> {
+        let mut docs = Vec::with_capacity(records.len());
+        for r in records {
+            docs.push(Document::create(
+                DocId::new(),
+                scope.clone(),
+                self.device,
+                r,
+            )?);
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            insert_doc(&mut tx, &mut doc).await?;
+            write_projection(&mut tx, &doc).await?;
+            ids.push(doc.id());
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Loads a document with every change it has.
+    pub async fn load(&self, id: DocId) -> Result<Document, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let (mut doc, _) = load_doc(&mut conn, id).await?;
+        doc.set_device(self.device);
+        Ok(doc)
+    }
+
+    /// Reads a document's typed record.
+    pub async fn read<R: Record>(&self, id: DocId) -> Result<R, StoreError> {
+        Ok(self.load(id).await?.read()?)
+    }
+
+    /// Edits a record (see [`Document::update`]); returns whether anything changed. The change
+    /// and the projections it affects are on disk when this returns.
+    pub async fn update<R: Record>(
+        &self,
+        id: DocId,
+        edit: impl FnOnce(&mut R),
+    ) -> Result<bool, StoreError> {
+        self.modify(id, |doc| Ok(doc.update::<R>(edit)?.is_some()))
+            .await
+    }
+
+    /// Settles a conflicting field by writing one value at `path`.
+    pub async fn resolve<R: Record>(
+        &self,
+        id: DocId,
+        path: &str,
+        value: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.modify(id, |doc| Ok(doc.resolve::<R>(path, value)?.is_some()))
+            .await
+            .map(|_| ())
+    }
+
+    /// The fields of a document that hold concurrent values.
+    pub async fn conflicts(&self, id: DocId) -> Result<Vec<FieldConflict>, StoreError> {
+        Ok(self.load(id).await?.conflicts())
+    }
+
+    /// Merges changes from another replica (saved bytes: a snapshot or change chunks) into a
+    /// document, creating it if this store does not have it yet. Returns the merged header.
+    pub async fn merge_bytes(&self, bytes: &[u8]) -> Result<DocHeader, StoreError> {
+        let incoming = Document::load(bytes)?;
+        let id = incoming.id();
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let existing = doc_exists(&mut tx, id).await?;
+        let doc = if existing {
+            let (mut doc, chunks) = load_doc(&mut tx, id).await?;
+            let before = doc.heads();
+            doc.load_incremental(bytes)?;
+            if doc.heads() != before {
+                let chunk = doc.save_after(&before);
+                append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
+                write_projection(&mut tx, &doc).await?;
+            }
+            doc
+        } else {
+            let mut doc = incoming;
+            insert_doc(&mut tx, &mut doc).await?;
+            write_projection(&mut tx, &doc).await?;
+            doc
+        };
+        tx.commit().await?;
+        Ok(doc.header().clone())
+    }
+
+    /// Runs `f` on a loaded document and, when it made a change, stores the change and the
+    /// projections in one transaction.
+    pub async fn modify(
+        &self,
+        id: DocId,
+        f: impl FnOnce(&mut Document) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let (mut doc, chunks) = load_doc(&mut tx, id).await?;
+        doc.set_device(self.device);
+        let before = doc.heads();
+        if !f(&mut doc)? {
+            return Ok(false);
+        }
+        let chunk = doc.save_after(&before);
+        append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
+        write_projection(&mut tx, &doc).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ids of all documents of one type, optionally inside one scope (prefix match on the
+    /// hierarchical code).
+    pub async fn doc_ids(
+        &self,
+        doc_type: DocType,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<DocId>, StoreError> {
+        let prefix = within
+            .map(|g| format!("{g}%"))
+            .unwrap_or_else(|| "%".into());
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT doc_id FROM docs WHERE doc_type = ? AND scope LIKE ? ORDER BY doc_id",
+        )
+        .bind(doc_type.as_str())
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|s| DocId::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Grid units, optionally inside one unit.
+    pub async fn grids(&self, within: Option<&GridCode>) -> Result<Vec<GridRow>, StoreError> {
+        let prefix = within
+            .map(|g| format!("{g}%"))
+            .unwrap_or_else(|| "%".into());
+        Ok(
+            sqlx::query_as("SELECT * FROM p_grids WHERE code LIKE ? ORDER BY code")
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Households, optionally of one grid (or anything under a unit), by address.
+    pub async fn households(
+        &self,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<HouseholdRow>, StoreError> {
+        let prefix = within
+            .map(|g| format!("{g}%"))
+            .unwrap_or_else(|| "%".into());
+        Ok(
+            sqlx::query_as("SELECT * FROM p_households WHERE grid LIKE ? ORDER BY grid, address")
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Residents whose name contains `name` (or whose ID number equals it), with their
+    /// households: exact name matches first.
+    pub async fn search_residents(&self, name: &str) -> Result<Vec<ResidentHit>, StoreError> {
+        let needle = name.trim();
+        if needle.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
+        let residents: Vec<ResidentRow> = sqlx::query_as(
+            "SELECT * FROM p_residents WHERE name LIKE ?1 OR id_number = ?2 \
+             ORDER BY (name = ?2) DESC, name, household_id LIMIT 200",
+        )
+        .bind(pattern)
+        .bind(needle)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut hits = Vec::with_capacity(residents.len());
+        for r in residents {
+            let household: HouseholdRow =
+                sqlx::query_as("SELECT * FROM p_households WHERE doc_id = ?")
+                    .bind(r.household_id.to_string())
+                    .fetch_one(&self.pool)
+                    .await?;
+            hits.push(ResidentHit {
+                resident: r,
+                household,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// The members of one household.
+    pub async fn residents_of(&self, household: DocId) -> Result<Vec<ResidentRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_residents WHERE household_id = ? ORDER BY relation = 'head' DESC, birth_date, name",
+        )
+        .bind(household.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The visit log of one household, newest first.
+    pub async fn visits_of(&self, household: DocId) -> Result<Vec<VisitRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM p_visits WHERE household_id = ? ORDER BY at DESC")
+                .bind(household.to_string())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Cases, optionally with one status, newest first.
+    pub async fn cases(&self, status: Option<&str>) -> Result<Vec<CaseRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_cases WHERE (?1 IS NULL OR status = ?1) ORDER BY reported_at DESC, doc_id",
+        )
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A household's past requests: cases that name it (or one of its members) as a party.
+    pub async fn cases_of_household(&self, household: DocId) -> Result<Vec<CaseRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_cases WHERE doc_id IN \
+             (SELECT case_id FROM p_case_links WHERE household_id = ?) \
+             ORDER BY reported_at DESC, doc_id",
+        )
+        .bind(household.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Patrols, optionally inside one unit, newest first.
+    pub async fn inspections(
+        &self,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<InspectionRow>, StoreError> {
+        let prefix = within
+            .map(|g| format!("{g}%"))
+            .unwrap_or_else(|| "%".into());
+        Ok(
+            sqlx::query_as(
+                "SELECT * FROM p_inspections WHERE grid LIKE ? ORDER BY started_at DESC",
+            )
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    /// Recomputes every projection from the documents, in one transaction.
+    pub async fn rebuild_projections(&self) -> Result<usize, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        for table in PROJECTION_TABLES {
+            sqlx::query(table.1).execute(&mut *tx).await?;
+        }
+        let ids: Vec<String> = sqlx::query_scalar("SELECT doc_id FROM docs ORDER BY doc_id")
+            .fetch_all(&mut *tx)
+            .await?;
+        for id in &ids {
+            let id = DocId::from_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (doc, _) = load_doc(&mut tx, id).await?;
+            write_projection(&mut tx, &doc).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+
+    /// Closes the pool, flushing and checkpointing the WAL.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+const PROJECTION_TABLES: [(&str, &str); 7] = [
+    ("p_grids", "DELETE FROM p_grids"),
+    ("p_households", "DELETE FROM p_households"),
+    ("p_residents", "DELETE FROM p_residents"),
+    ("p_visits", "DELETE FROM p_visits"),
+    ("p_cases", "DELETE FROM p_cases"),
+    ("p_case_links", "DELETE FROM p_case_links"),
+    ("p_inspections", "DELETE FROM p_inspections"),
+];
+
+async fn doc_exists(conn: &mut sqlx::SqliteConnection, id: DocId) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM docs WHERE doc_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?
+            > 0,
+    )
+}
+
+async fn load_doc(
+    conn: &mut sqlx::SqliteConnection,
+    id: DocId,
+) -> Result<(Document, i64), StoreError> {
+    let row = sqlx::query("SELECT snapshot, chunk_count FROM docs WHERE doc_id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
+    let mut bytes: Vec<u8> = row.try_get("snapshot")?;
+    let chunk_count: i64 = row.try_get("chunk_count")?;
+    if chunk_count > 0 {
+        let chunks: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM doc_chunks WHERE doc_id = ? ORDER BY seq")
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+        for c in chunks {
+            bytes.extend_from_slice(&c);
+        }
+    }
+    let doc = Document::load(&bytes)?;
+    if doc.id() != id {
+        return Err(StoreError::Corrupt(format!(
+            "row {id} holds document {}",
+            doc.id()
+        )));
+    }
+    Ok((doc, chunk_count))
+}
+
+async fn insert_doc(
+    tx: &mut Transaction<'_, Sqlite>,
+    doc: &mut Document,
+) -> Result<(), StoreError> {
+    let h = doc.header().clone();
+    let snapshot = doc.save();
+    sqlx::query(
+        "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, chunk_count, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 0, ?)",
+    )
+    .bind(h.id.to_string())
+    .bind(h.doc_type.as_str())
+    .bind(h.scope.as_str())
+    .bind(h.creator.to_string())
+    .bind(snapshot)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn append_chunk(
+    tx: &mut Transaction<'_, Sqlite>,
+    doc: &mut Document,
+    chunk: Vec<u8>,
+    chunk_count: i64,
+) -> Result<(), StoreError> {
+    let id = doc.id().to_string();
+    if chunk_count + 1 > COMPACT_AFTER {
+        // The new snapshot covers every chunk; both happen in this transaction, so there is
+        // never a moment on disk where a change exists in neither.
+        sqlx::query(
+            "UPDATE docs SET snapshot = ?, chunk_count = 0, updated_at = ? WHERE doc_id = ?",
+        )
+        .bind(doc.save())
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = ?")
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    } else {
+        sqlx::query("INSERT INTO doc_chunks (doc_id, seq, bytes) VALUES (?, ?, ?)")
+            .bind(&id)
+            .bind(chunk_count + 1)
+            .bind(chunk)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE docs SET chunk_count = ?, updated_at = ? WHERE doc_id = ?")
+            .bind(chunk_count + 1)
+            .bind(now_ms())
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_projection(
+    tx: &mut Transaction<'_, Sqlite>,
+    doc: &Document,
+) -> Result<(), StoreError> {
+    let id = doc.id().to_string();
+    match project(doc)? {
+        Projection::Grid(g) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO p_grids (doc_id, code, name, level, parent, roster_size) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(g.code)
+            .bind(g.name)
+            .bind(g.level)
+            .bind(g.parent)
+            .bind(g.roster_size)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projection::Household {
+            household: h,
+            residents,
+            visits,
+        } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO p_households (doc_id, grid, address, residence, flags, \
+                 head_name, member_count, visit_count, last_visit_at, conflict_count) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(h.grid)
+            .bind(h.address)
+            .bind(h.residence)
+            .bind(h.flags)
+            .bind(h.head_name)
+            .bind(h.member_count)
+            .bind(h.visit_count)
+            .bind(h.last_visit_at)
+            .bind(h.conflict_count)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM p_residents WHERE household_id = ?")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            for r in residents {
+                sqlx::query(
+                    "INSERT INTO p_residents (resident_id, household_id, grid, name, id_number, \
+                     gender, birth_date, relation, phones, work, status, categories) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(r.resident_id.to_string())
+                .bind(&id)
+                .bind(r.grid)
+                .bind(r.name)
+                .bind(r.id_number)
+                .bind(r.gender)
+                .bind(r.birth_date)
+                .bind(r.relation)
+                .bind(r.phones)
+                .bind(r.work)
+                .bind(r.status)
+                .bind(r.categories)
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM p_visits WHERE household_id = ?")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            for v in visits {
+                sqlx::query(
+                    "INSERT INTO p_visits (visit_id, household_id, worker, at, purpose, findings) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(v.visit_id.to_string())
+                .bind(&id)
+                .bind(v.worker)
+                .bind(v.at)
+                .bind(v.purpose)
+                .bind(v.findings)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Projection::Case { case: c, links } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO p_cases (doc_id, grid, title, status, source, subcategory, \
+                 urgency, reported_at, address, conflict_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(c.grid)
+            .bind(c.title)
+            .bind(c.status)
+            .bind(c.source)
+            .bind(c.subcategory)
+            .bind(c.urgency)
+            .bind(c.reported_at)
+            .bind(c.address)
+            .bind(c.conflict_count)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM p_case_links WHERE case_id = ?")
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            for l in links {
+                sqlx::query(
+                    "INSERT INTO p_case_links (case_id, household_id, resident_id) VALUES (?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(l.household_id.to_string())
+                .bind(l.resident_id.map(|r| r.to_string()))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Projection::Inspection(i) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO p_inspections (doc_id, grid, worker, started_at, ended_at, \
+                 track_points, findings) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(i.grid)
+            .bind(i.worker)
+            .bind(i.started_at)
+            .bind(i.ended_at)
+            .bind(i.track_points)
+            .bind(i.findings)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Tests of gridsync-core as a library user sees it: documents, merge, the local store.
+
+mod crash;
+mod documents;
+mod helpers;
+mod merge_props;
+mod schema;
+mod store;
