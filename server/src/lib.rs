@@ -1,1 +1,1 @@
-
+//! gridsync-server: the central merge server (see ARCHITECTURE.md).

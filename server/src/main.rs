@@ -1,1 +1,2 @@
+//! The gridsync-server binary.
 fn main() {}

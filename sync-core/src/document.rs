@@ -206,9 +206,17 @@ impl Document {
 
     /// The record as JSON, exactly as stored (unknown fields from newer schemas included).
     pub fn record_json(&self) -> Json {
-        match self.doc.get(ROOT, "record") {
-            Ok(Some((automerge::Value::Object(t), id))) => obj_to_json(&self.doc, &id, t),
-            _ => Json::Null,
+        self.walk_record(&mut Vec::new())
+    }
+
+    /// Hydrates the record in one pass, noting the paths of fields that hold conflicts.
+    fn walk_record(&self, conflict_paths: &mut Vec<Vec<Prop>>) -> Json {
+        let Ok(record) = self.record_obj() else {
+            return Json::Null;
+        };
+        match self.doc.hydrate(&record, None) {
+            Ok(value) => hydrate_to_json(&value, &mut Vec::new(), conflict_paths),
+            Err(_) => Json::Null,
         }
     }
 
@@ -290,17 +298,61 @@ impl Document {
         }
     }
 
+    /// The typed record and its conflicts, from one pass over the document.
+    pub fn read_with_conflicts<R: Record>(&self) -> Result<(R, Vec<FieldConflict>), DocError> {
+        self.expect_type(R::DOC_TYPE)?;
+        let mut paths = Vec::new();
+        let record = self.decode(self.walk_record(&mut paths))?;
+        Ok((record, self.conflicts_at(paths)))
+    }
+
     /// Every field of the record that currently holds concurrent values.
     pub fn conflicts(&self) -> Vec<FieldConflict> {
+        let mut paths = Vec::new();
+        self.walk_record(&mut paths);
+        self.conflicts_at(paths)
+    }
+
+    fn conflicts_at(&self, paths: Vec<Vec<Prop>>) -> Vec<FieldConflict> {
+        if paths.is_empty() {
+            return Vec::new();
+        }
+        let Ok(record) = self.record_obj() else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
-        if let Ok(record) = self.record_obj() {
-            collect_conflicts(
-                &self.doc,
-                &record,
-                ObjType::Map,
-                &mut String::new(),
-                &mut out,
-            );
+        'paths: for path in paths {
+            let Some((last, parents)) = path.split_last() else {
+                continue;
+            };
+            let mut obj = record.clone();
+            for prop in parents {
+                match self.doc.get(&obj, prop.clone()) {
+                    Ok(Some((automerge::Value::Object(_), id))) => obj = id,
+                    _ => continue 'paths,
+                }
+            }
+            let Ok(values) = self.doc.get_all(&obj, last.clone()) else {
+                continue;
+            };
+            out.push(FieldConflict {
+                path: path
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("."),
+                values: values
+                    .iter()
+                    .map(|(v, id)| match v {
+                        automerge::Value::Object(_) => self
+                            .doc
+                            .hydrate(id, None)
+                            .map(|h| hydrate_to_json(&h, &mut Vec::new(), &mut Vec::new()))
+                            .unwrap_or(Json::Null),
+                        automerge::Value::Scalar(s) => scalar_to_json(s),
+                    })
+                    .collect(),
+            });
         }
         out
     }
@@ -481,69 +533,93 @@ fn scalar_to_json(s: &automerge::ScalarValue) -> Json {
     }
 }
 
-fn value_to_json(doc: &AutoCommit, value: &automerge::Value<'_>, id: &ObjId) -> Json {
-    match value {
-        automerge::Value::Object(t) => obj_to_json(doc, id, *t),
-        automerge::Value::Scalar(s) => scalar_to_json(s),
-    }
-}
-
-fn obj_to_json(doc: &AutoCommit, obj: &ObjId, obj_type: ObjType) -> Json {
-    match obj_type {
-        ObjType::Map | ObjType::Table => {
-            let mut map = Map::new();
-            for item in doc.map_range(obj, ..) {
-                let child = item.id();
-                let key = item.key.to_string();
-                map.insert(key, value_to_json(doc, &item.value.into_value(), &child));
+fn hydrate_to_json(
+    v: &automerge::hydrate::Value,
+    path: &mut Vec<Prop>,
+    conflicts: &mut Vec<Vec<Prop>>,
+) -> Json {
+    use automerge::hydrate::Value as H;
+    match v {
+        H::Scalar(s) => scalar_to_json(s),
+        H::Text(t) => Json::String(t.to_string()),
+        H::Map(m) => {
+            // Sorted keys: the JSON (and the conflict list) must not depend on hash order.
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                let mv = &m[k];
+                path.push(Prop::from(k.as_str()));
+                if mv.conflict {
+                    conflicts.push(path.clone());
+                }
+                out.insert(k.clone(), hydrate_to_json(&mv.value, path, conflicts));
+                path.pop();
             }
-            Json::Object(map)
+            Json::Object(out)
         }
-        ObjType::List => Json::Array(
-            doc.list_range(obj, ..)
-                .map(|item| {
-                    let child = item.id();
-                    value_to_json(doc, &item.value.into_value(), &child)
+        H::List(l) => Json::Array(
+            l.iter()
+                .enumerate()
+                .map(|(i, lv)| {
+                    path.push(Prop::from(i));
+                    if lv.conflict {
+                        conflicts.push(path.clone());
+                    }
+                    let j = hydrate_to_json(&lv.value, path, conflicts);
+                    path.pop();
+                    j
                 })
                 .collect(),
         ),
-        ObjType::Text => Json::String(doc.text(obj).unwrap_or_default()),
     }
 }
 
-fn collect_conflicts(
-    doc: &AutoCommit,
-    obj: &ObjId,
-    obj_type: ObjType,
-    path: &mut String,
-    out: &mut Vec<FieldConflict>,
-) {
-    let props: Vec<Prop> = match obj_type {
-        ObjType::Map | ObjType::Table => doc.keys(obj).map(Prop::from).collect(),
-        ObjType::List => (0..doc.length(obj)).map(Prop::from).collect(),
-        ObjType::Text => return,
-    };
-    for prop in props {
-        let Ok(values) = doc.get_all(obj, prop.clone()) else {
-            continue;
-        };
-        let len = path.len();
-        if !path.is_empty() {
-            path.push('.');
+fn json_scalar(v: &Json) -> automerge::ScalarValue {
+    use automerge::ScalarValue as S;
+    match v {
+        Json::Bool(b) => S::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => S::Int(i),
+            (None, Some(u), _) => S::Uint(u),
+            (_, _, Some(f)) => S::F64(f),
+            _ => S::Null,
+        },
+        Json::String(s) => S::Str(s.as_str().into()),
+        Json::Null | Json::Array(_) | Json::Object(_) => S::Null,
+    }
+}
+
+/// Builds the Automerge value for a JSON value, with text where the schema wants text.
+fn json_to_hydrate(
+    v: &Json,
+    path: &mut Vec<String>,
+    text_fields: &[&str],
+) -> automerge::hydrate::Value {
+    use automerge::hydrate::Value as H;
+    match v {
+        Json::Object(map) => {
+            let mut m = std::collections::HashMap::with_capacity(map.len());
+            for (k, cv) in map {
+                path.push(k.clone());
+                m.insert(k.clone(), json_to_hydrate(cv, path, text_fields));
+                path.pop();
+            }
+            H::Map(m.into())
         }
-        path.push_str(&prop.to_string());
-        if values.len() > 1 {
-            out.push(FieldConflict {
-                path: path.clone(),
-                values: values
-                    .iter()
-                    .map(|(v, id)| value_to_json(doc, v, id))
-                    .collect(),
-            });
-        } else if let Some((automerge::Value::Object(t), id)) = values.first() {
-            collect_conflicts(doc, id, *t, path, out);
+        Json::Array(items) => {
+            let mut l = Vec::with_capacity(items.len());
+            for (i, cv) in items.iter().enumerate() {
+                path.push(i.to_string());
+                l.push(json_to_hydrate(cv, path, text_fields));
+                path.pop();
+            }
+            H::List(l.into())
         }
-        path.truncate(len);
+        Json::String(s) if is_text_path(path, text_fields) => {
+            H::text(automerge::TextEncoding::UnicodeCodePoint, s)
+        }
+        other => H::Scalar(json_scalar(other)),
     }
 }
 
@@ -553,24 +629,12 @@ fn put_scalar<T: Transactable>(
     prop: Prop,
     v: &Json,
 ) -> Result<(), DocError> {
-    use automerge::ScalarValue as S;
-    let s = match v {
-        Json::Null => S::Null,
-        Json::Bool(b) => S::Boolean(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => S::Int(i),
-            (None, Some(u), _) => S::Uint(u),
-            (_, _, Some(f)) => S::F64(f),
-            _ => S::Null,
-        },
-        Json::String(s) => S::Str(s.as_str().into()),
-        Json::Array(_) | Json::Object(_) => return Ok(()),
-    };
-    tx.put(obj, prop, s)?;
+    tx.put(obj, prop, json_scalar(v))?;
     Ok(())
 }
 
-/// Writes `v` at `obj[prop]`, replacing whatever is there.
+/// Writes `v` at `obj[prop]`, replacing whatever is there. Objects are created in one batch
+/// (far cheaper than one operation at a time).
 fn put_value<T: Transactable>(
     tx: &mut T,
     obj: &ObjId,
@@ -580,28 +644,16 @@ fn put_value<T: Transactable>(
     path: &mut Vec<String>,
 ) -> Result<(), DocError> {
     path.push(prop.to_string());
-    let result = (|| {
-        match v {
-            Json::Object(map) => {
-                let child = tx.put_object(obj, prop, ObjType::Map)?;
-                for (k, cv) in map {
-                    put_value(tx, &child, Prop::from(k.as_str()), cv, text_fields, path)?;
-                }
-            }
-            Json::Array(items) => {
-                let child = tx.put_object(obj, prop, ObjType::List)?;
-                for (i, cv) in items.iter().enumerate() {
-                    insert_value(tx, &child, i, cv, text_fields, path)?;
-                }
-            }
-            Json::String(s) if is_text_path(path, text_fields) => {
-                let child = tx.put_object(obj, prop, ObjType::Text)?;
-                tx.splice_text(&child, 0, 0, s)?;
-            }
-            _ => put_scalar(tx, obj, prop, v)?,
-        }
-        Ok(())
-    })();
+    let is_object = matches!(v, Json::Object(_) | Json::Array(_))
+        || (v.is_string() && is_text_path(path, text_fields));
+    let result = if is_object {
+        let value = json_to_hydrate(v, path, text_fields);
+        tx.batch_create_object(obj, prop, &value, false)
+            .map(|_| ())
+            .map_err(DocError::from)
+    } else {
+        put_scalar(tx, obj, prop, v)
+    };
     path.pop();
     result
 }
@@ -614,29 +666,15 @@ fn insert_value<T: Transactable>(
     text_fields: &[&str],
     path: &mut Vec<String>,
 ) -> Result<(), DocError> {
-    match v {
-        Json::Object(_) | Json::Array(_) => {
-            // Insert a placeholder and overwrite it, so the nested writer has one code path.
-            tx.insert(list, index, automerge::ScalarValue::Null)?;
-            put_value(tx, list, Prop::from(index), v, text_fields, path)
-        }
-        _ => {
-            use automerge::ScalarValue as S;
-            let s = match v {
-                Json::Bool(b) => S::Boolean(*b),
-                Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                    (Some(i), _, _) => S::Int(i),
-                    (None, Some(u), _) => S::Uint(u),
-                    (_, _, Some(f)) => S::F64(f),
-                    _ => S::Null,
-                },
-                Json::String(s) => S::Str(s.as_str().into()),
-                _ => S::Null,
-            };
-            tx.insert(list, index, s)?;
-            Ok(())
-        }
+    if matches!(v, Json::Object(_) | Json::Array(_)) {
+        path.push(index.to_string());
+        let value = json_to_hydrate(v, path, text_fields);
+        path.pop();
+        tx.batch_create_object(list, index, &value, true)?;
+    } else {
+        tx.insert(list, index, json_scalar(v))?;
     }
+    Ok(())
 }
 
 /// Applies the difference between `old` and `new` (both typed-record JSON) to `obj`.

@@ -197,7 +197,6 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
     let h = doc.header();
     let id = h.id;
     let grid = h.scope.to_string();
-    let conflict_count = i64::try_from(doc.conflicts().len()).unwrap_or(i64::MAX);
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     Ok(match h.doc_type {
         DocType::Grid => {
@@ -217,7 +216,8 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
             })
         }
         DocType::Household => {
-            let hh: Household = doc.read()?;
+            let (hh, conflicts) = doc.read_with_conflicts::<Household>()?;
+            let conflict_count = count(conflicts.len());
             let residents = hh
                 .members
                 .iter()
@@ -271,7 +271,8 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
             }
         }
         DocType::Case => {
-            let c: Case = doc.read()?;
+            let (c, conflicts) = doc.read_with_conflicts::<Case>()?;
+            let conflict_count = count(conflicts.len());
             let mut links: Vec<CaseLinkRow> = c
                 .parties
                 .values()

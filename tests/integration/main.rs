@@ -1,1 +1,3 @@
+//! Cross-crate integration tests: one binary, one build.
 
+mod bench_quick;
