@@ -6,8 +6,13 @@
 
 mod grid_code;
 mod header;
+mod sync;
 mod ids;
 
 pub use grid_code::{GridCode, GridCodeError, GridLevel};
 pub use header::{DocHeader, DocType, UnknownDocType};
 pub use ids::{DeviceId, DocId, IdError, RecordId};
+pub use sync::{
+    AckStatus, CONTENT_TYPE, DecodeError, DocAck, DocPull, DocPush, EnrollRequest, EnrollResponse,
+    ErrorBody, ErrorDetail, Hash, PROTOCOL_VERSION, SyncRequest, SyncResponse, limits,
+};

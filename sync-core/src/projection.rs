@@ -316,3 +316,175 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
         }
     })
 }
+
+/// A projection could not be computed or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The document could not be read.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// The database refused a write.
+    #[error("writing projections: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+const CLEAR_DOC: [&str; 7] = [
+    "DELETE FROM p_grids WHERE doc_id = $1",
+    "DELETE FROM p_households WHERE doc_id = $1",
+    "DELETE FROM p_residents WHERE household_id = $1",
+    "DELETE FROM p_visits WHERE household_id = $1",
+    "DELETE FROM p_cases WHERE doc_id = $1",
+    "DELETE FROM p_case_links WHERE case_id = $1",
+    "DELETE FROM p_inspections WHERE doc_id = $1",
+];
+
+/// Empties every projection table (before a rebuild).
+pub async fn clear_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), ProjectionError> {
+    for sql in [
+        "DELETE FROM p_grids",
+        "DELETE FROM p_households",
+        "DELETE FROM p_residents",
+        "DELETE FROM p_visits",
+        "DELETE FROM p_cases",
+        "DELETE FROM p_case_links",
+        "DELETE FROM p_inspections",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Replaces one document's rows in the projection tables (the same schema on phone and
+/// server). The SQL is portable (numbered parameters, delete-then-insert) so a PostgreSQL
+/// store can run the same statements.
+pub async fn store_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    doc: &Document,
+) -> Result<(), ProjectionError> {
+    let rows = project(doc)?;
+    let id = doc.id().to_string();
+    for sql in CLEAR_DOC {
+        sqlx::query(sql).bind(&id).execute(&mut *conn).await?;
+    }
+    match rows {
+        Projection::Grid(g) => {
+            sqlx::query(
+                "INSERT INTO p_grids (doc_id, code, name, level, parent, roster_size) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(g.code)
+            .bind(g.name)
+            .bind(g.level)
+            .bind(g.parent)
+            .bind(g.roster_size)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Projection::Household {
+            household: h,
+            residents,
+            visits,
+        } => {
+            sqlx::query(
+                "INSERT INTO p_households (doc_id, grid, address, residence, flags, head_name, \
+                 member_count, visit_count, last_visit_at, conflict_count) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&id)
+            .bind(h.grid)
+            .bind(h.address)
+            .bind(h.residence)
+            .bind(h.flags)
+            .bind(h.head_name)
+            .bind(h.member_count)
+            .bind(h.visit_count)
+            .bind(h.last_visit_at)
+            .bind(h.conflict_count)
+            .execute(&mut *conn)
+            .await?;
+            for r in residents {
+                sqlx::query(
+                    "INSERT INTO p_residents (resident_id, household_id, grid, name, id_number, \
+                     gender, birth_date, relation, phones, work, status, categories) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(r.resident_id.to_string())
+                .bind(&id)
+                .bind(r.grid)
+                .bind(r.name)
+                .bind(r.id_number)
+                .bind(r.gender)
+                .bind(r.birth_date)
+                .bind(r.relation)
+                .bind(r.phones)
+                .bind(r.work)
+                .bind(r.status)
+                .bind(r.categories)
+                .execute(&mut *conn)
+                .await?;
+            }
+            for v in visits {
+                sqlx::query(
+                    "INSERT INTO p_visits (visit_id, household_id, worker, at, purpose, findings) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(v.visit_id.to_string())
+                .bind(&id)
+                .bind(v.worker)
+                .bind(v.at)
+                .bind(v.purpose)
+                .bind(v.findings)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Projection::Case { case: c, links } => {
+            sqlx::query(
+                "INSERT INTO p_cases (doc_id, grid, title, status, source, subcategory, urgency, \
+                 reported_at, address, conflict_count) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&id)
+            .bind(c.grid)
+            .bind(c.title)
+            .bind(c.status)
+            .bind(c.source)
+            .bind(c.subcategory)
+            .bind(c.urgency)
+            .bind(c.reported_at)
+            .bind(c.address)
+            .bind(c.conflict_count)
+            .execute(&mut *conn)
+            .await?;
+            for l in links {
+                sqlx::query(
+                    "INSERT INTO p_case_links (case_id, household_id, resident_id) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(&id)
+                .bind(l.household_id.to_string())
+                .bind(l.resident_id.map(|r| r.to_string()))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Projection::Inspection(i) => {
+            sqlx::query(
+                "INSERT INTO p_inspections (doc_id, grid, worker, started_at, ended_at, \
+                 track_points, findings) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&id)
+            .bind(i.grid)
+            .bind(i.worker)
+            .bind(i.started_at)
+            .bind(i.ended_at)
+            .bind(i.track_points)
+            .bind(i.findings)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}

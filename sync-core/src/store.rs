@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::document::{DocError, Document, FieldConflict};
 use crate::projection::{
-    CaseRow, GridRow, HouseholdRow, InspectionRow, Projection, ResidentRow, VisitRow, project,
+    CaseRow, GridRow, HouseholdRow, InspectionRow, ResidentRow, VisitRow,
 };
 use crate::records::Record;
 
@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A document could not be read, validated or written.
     #[error(transparent)]
     Doc(#[from] DocError),
+    /// Projections could not be computed.
+    #[error(transparent)]
+    Projection(#[from] crate::projection::ProjectionError),
     /// No document with this id in the store.
     #[error("no document {0} in this store")]
     NotFound(DocId),
@@ -185,7 +188,7 @@ impl Store {
         let mut ids = Vec::with_capacity(docs.len());
         for mut doc in docs {
             insert_doc(&mut tx, &mut doc).await?;
-            write_projection(&mut tx, &doc).await?;
+            crate::projection::store_sqlite(&mut tx, &doc).await?;
             ids.push(doc.id());
         }
         tx.commit().await?;
@@ -248,13 +251,13 @@ impl Store {
             if doc.heads() != before {
                 let chunk = doc.save_after(&before);
                 append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
-                write_projection(&mut tx, &doc).await?;
+                crate::projection::store_sqlite(&mut tx, &doc).await?;
             }
             doc
         } else {
             let mut doc = incoming;
             insert_doc(&mut tx, &mut doc).await?;
-            write_projection(&mut tx, &doc).await?;
+            crate::projection::store_sqlite(&mut tx, &doc).await?;
             doc
         };
         tx.commit().await?;
@@ -278,7 +281,7 @@ impl Store {
         }
         let chunk = doc.save_after(&before);
         append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
-        write_projection(&mut tx, &doc).await?;
+        crate::projection::store_sqlite(&mut tx, &doc).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -429,16 +432,14 @@ impl Store {
     pub async fn rebuild_projections(&self) -> Result<usize, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        for table in PROJECTION_TABLES {
-            sqlx::query(table.1).execute(&mut *tx).await?;
-        }
+        crate::projection::clear_sqlite(&mut tx).await?;
         let ids: Vec<String> = sqlx::query_scalar("SELECT doc_id FROM docs ORDER BY doc_id")
             .fetch_all(&mut *tx)
             .await?;
         for id in &ids {
             let id = DocId::from_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let (doc, _) = load_doc(&mut tx, id).await?;
-            write_projection(&mut tx, &doc).await?;
+            crate::projection::store_sqlite(&mut tx, &doc).await?;
         }
         tx.commit().await?;
         Ok(ids.len())
@@ -450,15 +451,6 @@ impl Store {
     }
 }
 
-const PROJECTION_TABLES: [(&str, &str); 7] = [
-    ("p_grids", "DELETE FROM p_grids"),
-    ("p_households", "DELETE FROM p_households"),
-    ("p_residents", "DELETE FROM p_residents"),
-    ("p_visits", "DELETE FROM p_visits"),
-    ("p_cases", "DELETE FROM p_cases"),
-    ("p_case_links", "DELETE FROM p_case_links"),
-    ("p_inspections", "DELETE FROM p_inspections"),
-];
 
 async fn doc_exists(conn: &mut sqlx::SqliteConnection, id: DocId) -> Result<bool, StoreError> {
     Ok(
@@ -557,143 +549,6 @@ async fn append_chunk(
             .bind(&id)
             .execute(&mut **tx)
             .await?;
-    }
-    Ok(())
-}
-
-async fn write_projection(
-    tx: &mut Transaction<'_, Sqlite>,
-    doc: &Document,
-) -> Result<(), StoreError> {
-    let id = doc.id().to_string();
-    match project(doc)? {
-        Projection::Grid(g) => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO p_grids (doc_id, code, name, level, parent, roster_size) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(g.code)
-            .bind(g.name)
-            .bind(g.level)
-            .bind(g.parent)
-            .bind(g.roster_size)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Projection::Household {
-            household: h,
-            residents,
-            visits,
-        } => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO p_households (doc_id, grid, address, residence, flags, \
-                 head_name, member_count, visit_count, last_visit_at, conflict_count) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(h.grid)
-            .bind(h.address)
-            .bind(h.residence)
-            .bind(h.flags)
-            .bind(h.head_name)
-            .bind(h.member_count)
-            .bind(h.visit_count)
-            .bind(h.last_visit_at)
-            .bind(h.conflict_count)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("DELETE FROM p_residents WHERE household_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            for r in residents {
-                sqlx::query(
-                    "INSERT INTO p_residents (resident_id, household_id, grid, name, id_number, \
-                     gender, birth_date, relation, phones, work, status, categories) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(r.resident_id.to_string())
-                .bind(&id)
-                .bind(r.grid)
-                .bind(r.name)
-                .bind(r.id_number)
-                .bind(r.gender)
-                .bind(r.birth_date)
-                .bind(r.relation)
-                .bind(r.phones)
-                .bind(r.work)
-                .bind(r.status)
-                .bind(r.categories)
-                .execute(&mut **tx)
-                .await?;
-            }
-            sqlx::query("DELETE FROM p_visits WHERE household_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            for v in visits {
-                sqlx::query(
-                    "INSERT INTO p_visits (visit_id, household_id, worker, at, purpose, findings) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(v.visit_id.to_string())
-                .bind(&id)
-                .bind(v.worker)
-                .bind(v.at)
-                .bind(v.purpose)
-                .bind(v.findings)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        Projection::Case { case: c, links } => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO p_cases (doc_id, grid, title, status, source, subcategory, \
-                 urgency, reported_at, address, conflict_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(c.grid)
-            .bind(c.title)
-            .bind(c.status)
-            .bind(c.source)
-            .bind(c.subcategory)
-            .bind(c.urgency)
-            .bind(c.reported_at)
-            .bind(c.address)
-            .bind(c.conflict_count)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("DELETE FROM p_case_links WHERE case_id = ?")
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-            for l in links {
-                sqlx::query(
-                    "INSERT INTO p_case_links (case_id, household_id, resident_id) VALUES (?, ?, ?)",
-                )
-                .bind(&id)
-                .bind(l.household_id.to_string())
-                .bind(l.resident_id.map(|r| r.to_string()))
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        Projection::Inspection(i) => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO p_inspections (doc_id, grid, worker, started_at, ended_at, \
-                 track_points, findings) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(i.grid)
-            .bind(i.worker)
-            .bind(i.started_at)
-            .bind(i.ended_at)
-            .bind(i.track_points)
-            .bind(i.findings)
-            .execute(&mut **tx)
-            .await?;
-        }
     }
     Ok(())
 }
