@@ -6,8 +6,8 @@
 
 mod grid_code;
 mod header;
-mod sync;
 mod ids;
+mod sync;
 
 pub use grid_code::{GridCode, GridCodeError, GridLevel};
 pub use header::{DocHeader, DocType, UnknownDocType};

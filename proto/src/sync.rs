@@ -194,10 +194,22 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
     Ok(value)
 }
 
-fn check_blobs(doc: &DocId, changes: &[ByteBuf], sync: Option<&ByteBuf>) -> Result<(), DecodeError> {
-    check(|| format!("changes of document {doc}"), changes.len(), limits::MAX_CHANGES_PER_DOC)?;
+fn check_blobs(
+    doc: &DocId,
+    changes: &[ByteBuf],
+    sync: Option<&ByteBuf>,
+) -> Result<(), DecodeError> {
+    check(
+        || format!("changes of document {doc}"),
+        changes.len(),
+        limits::MAX_CHANGES_PER_DOC,
+    )?;
     for c in changes.iter().chain(sync) {
-        check(|| format!("a change of document {doc}"), c.len(), limits::MAX_CHANGE_BYTES)?;
+        check(
+            || format!("a change of document {doc}"),
+            c.len(),
+            limits::MAX_CHANGE_BYTES,
+        )?;
     }
     Ok(())
 }
@@ -211,11 +223,23 @@ impl SyncRequest {
     /// Decodes and checks every limit.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let req: Self = decode(bytes)?;
-        check(|| "cursor bytes".into(), req.cursor.len(), limits::MAX_CURSOR_BYTES)?;
-        check(|| "documents".into(), req.docs.len(), limits::MAX_DOCS_PER_BATCH)?;
+        check(
+            || "cursor bytes".into(),
+            req.cursor.len(),
+            limits::MAX_CURSOR_BYTES,
+        )?;
+        check(
+            || "documents".into(),
+            req.docs.len(),
+            limits::MAX_DOCS_PER_BATCH,
+        )?;
         for d in &req.docs {
             check_blobs(&d.doc, &d.changes, d.sync.as_ref())?;
-            check(|| format!("heads of document {}", d.doc), d.heads.len(), limits::MAX_HEADS)?;
+            check(
+                || format!("heads of document {}", d.doc),
+                d.heads.len(),
+                limits::MAX_HEADS,
+            )?;
         }
         Ok(req)
     }
@@ -230,12 +254,28 @@ impl SyncResponse {
     /// Decodes and checks every limit.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let resp: Self = decode(bytes)?;
-        check(|| "cursor bytes".into(), resp.cursor.len(), limits::MAX_CURSOR_BYTES)?;
-        check(|| "acknowledgements".into(), resp.acks.len(), limits::MAX_DOCS_PER_BATCH)?;
-        check(|| "documents".into(), resp.docs.len(), limits::MAX_DOCS_PER_BATCH)?;
+        check(
+            || "cursor bytes".into(),
+            resp.cursor.len(),
+            limits::MAX_CURSOR_BYTES,
+        )?;
+        check(
+            || "acknowledgements".into(),
+            resp.acks.len(),
+            limits::MAX_DOCS_PER_BATCH,
+        )?;
+        check(
+            || "documents".into(),
+            resp.docs.len(),
+            limits::MAX_DOCS_PER_BATCH,
+        )?;
         for d in &resp.docs {
             check_blobs(&d.doc, &d.changes, d.sync.as_ref())?;
-            check(|| format!("heads of document {}", d.doc), d.heads.len(), limits::MAX_HEADS)?;
+            check(
+                || format!("heads of document {}", d.doc),
+                d.heads.len(),
+                limits::MAX_HEADS,
+            )?;
         }
         Ok(resp)
     }
@@ -382,14 +422,23 @@ mod tests {
         let bytes = sample_request().encode();
         for cut in [1, 5, bytes.len() / 2, bytes.len() - 1] {
             assert!(
-                matches!(SyncRequest::decode(&bytes[..cut]), Err(DecodeError::Malformed(_))),
+                matches!(
+                    SyncRequest::decode(&bytes[..cut]),
+                    Err(DecodeError::Malformed(_))
+                ),
                 "cut at {cut}"
             );
         }
-        assert!(matches!(SyncRequest::decode(&[]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            SyncRequest::decode(&[]),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut extra = bytes.clone();
         extra.push(0);
-        assert_eq!(SyncRequest::decode(&extra), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(
+            SyncRequest::decode(&extra),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 
     #[test]
@@ -419,7 +468,10 @@ mod tests {
             Err(DecodeError::OverLimit { found, .. }) if found == limits::MAX_DOCS_PER_BATCH + 1
         ));
         let big = vec![0u8; limits::MAX_MESSAGE_BYTES + 1];
-        assert!(matches!(SyncRequest::decode(&big), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            SyncRequest::decode(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }
 

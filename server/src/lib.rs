@@ -1,1 +1,17 @@
-//! gridsync-server: the central merge server (see ARCHITECTURE.md).
+//! gridsync-server: the central merge server.
+//!
+//! - [`merge`]: merging one device's push into one document (pure).
+//! - [`storage`]: the [`storage::Storage`] trait and its SQLite implementation: change log,
+//!   per-scope feed, snapshots, devices, projections.
+//! - [`auth`]: roles, scopes, enrollment codes, tokens.
+//! - [`http`]: the axum router ([`http::app`]) and the typed JSON errors.
+//! - [`cli`]: the `gridsync-server` command line.
+
+pub mod auth;
+pub mod cli;
+pub mod http;
+pub mod merge;
+pub mod storage;
+
+pub use http::{AppState, Config, app};
+pub use storage::{SqliteStorage, Storage};

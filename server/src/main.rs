@@ -1,2 +1,5 @@
-//! The gridsync-server binary.
-fn main() {}
+//! The gridsync-server binary; everything is in [`gridsync_server::cli`].
+
+fn main() -> anyhow::Result<()> {
+    gridsync_server::cli::main()
+}

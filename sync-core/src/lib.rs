@@ -6,12 +6,16 @@
 //!   only changed fields, concurrent edits of one field surface as conflicts.
 //! - [`store`]: the phone's durable local store (SQLite through sqlx): change chunks plus
 //!   compacted snapshots, and relational projections updated in the same transaction.
+//! - [`sync`]: the phone's side of the batched sync protocol, sans-I/O over the store;
+//!   [`client`]: its HTTP transport with backoff.
 
+pub mod client;
 pub mod document;
 pub mod projection;
 pub mod records;
 pub mod sample;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use document::{DocError, Document, FieldConflict};

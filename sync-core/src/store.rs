@@ -16,13 +16,11 @@ use std::time::Duration;
 
 use gridsync_proto::{DeviceId, DocHeader, DocId, DocType, GridCode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::document::{DocError, Document, FieldConflict};
-use crate::projection::{
-    CaseRow, GridRow, HouseholdRow, InspectionRow, ResidentRow, VisitRow,
-};
+use crate::projection::{CaseRow, GridRow, HouseholdRow, InspectionRow, ResidentRow, VisitRow};
 use crate::records::Record;
 
 /// How many change chunks a document may gather before the next write compacts it.
@@ -188,6 +186,7 @@ impl Store {
         let mut ids = Vec::with_capacity(docs.len());
         for mut doc in docs {
             insert_doc(&mut tx, &mut doc).await?;
+            mark_dirty(&mut tx, doc.id()).await?;
             crate::projection::store_sqlite(&mut tx, &doc).await?;
             ids.push(doc.id());
         }
@@ -252,11 +251,13 @@ impl Store {
                 let chunk = doc.save_after(&before);
                 append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
                 crate::projection::store_sqlite(&mut tx, &doc).await?;
+                mark_dirty(&mut tx, id).await?;
             }
             doc
         } else {
             let mut doc = incoming;
             insert_doc(&mut tx, &mut doc).await?;
+            mark_dirty(&mut tx, id).await?;
             crate::projection::store_sqlite(&mut tx, &doc).await?;
             doc
         };
@@ -282,6 +283,7 @@ impl Store {
         let chunk = doc.save_after(&before);
         append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
         crate::projection::store_sqlite(&mut tx, &doc).await?;
+        mark_dirty(&mut tx, id).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -445,14 +447,46 @@ impl Store {
         Ok(ids.len())
     }
 
+    /// The lock every read-modify-write of documents holds (the sync engine takes it too).
+    pub(crate) fn write_lock(&self) -> &Mutex<()> {
+        &self.write_lock
+    }
+
+    /// Documents this device changed that the server has not acknowledged yet.
+    pub async fn unsynced_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM doc_sync WHERE dirty = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Documents the server refused, with its reason.
+    pub async fn rejections(&self) -> Result<Vec<(DocId, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT doc_id, rejected FROM doc_sync WHERE rejected IS NOT NULL ORDER BY doc_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, why)| {
+                DocId::from_str(&id)
+                    .map(|id| (id, why))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Closes the pool, flushing and checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
     }
 }
 
-
-async fn doc_exists(conn: &mut sqlx::SqliteConnection, id: DocId) -> Result<bool, StoreError> {
+pub(crate) async fn doc_exists(
+    conn: &mut sqlx::SqliteConnection,
+    id: DocId,
+) -> Result<bool, StoreError> {
     Ok(
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM docs WHERE doc_id = ?")
             .bind(id.to_string())
@@ -462,7 +496,7 @@ async fn doc_exists(conn: &mut sqlx::SqliteConnection, id: DocId) -> Result<bool
     )
 }
 
-async fn load_doc(
+pub(crate) async fn load_doc(
     conn: &mut sqlx::SqliteConnection,
     id: DocId,
 ) -> Result<(Document, i64), StoreError> {
@@ -493,8 +527,8 @@ async fn load_doc(
     Ok((doc, chunk_count))
 }
 
-async fn insert_doc(
-    tx: &mut Transaction<'_, Sqlite>,
+pub(crate) async fn insert_doc(
+    tx: &mut SqliteConnection,
     doc: &mut Document,
 ) -> Result<(), StoreError> {
     let h = doc.header().clone();
@@ -509,13 +543,13 @@ async fn insert_doc(
     .bind(h.creator.to_string())
     .bind(snapshot)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-async fn append_chunk(
-    tx: &mut Transaction<'_, Sqlite>,
+pub(crate) async fn append_chunk(
+    tx: &mut SqliteConnection,
     doc: &mut Document,
     chunk: Vec<u8>,
     chunk_count: i64,
@@ -530,25 +564,37 @@ async fn append_chunk(
         .bind(doc.save())
         .bind(now_ms())
         .bind(&id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM doc_chunks WHERE doc_id = ?")
             .bind(&id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     } else {
         sqlx::query("INSERT INTO doc_chunks (doc_id, seq, bytes) VALUES (?, ?, ?)")
             .bind(&id)
             .bind(chunk_count + 1)
             .bind(chunk)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE docs SET chunk_count = ?, updated_at = ? WHERE doc_id = ?")
             .bind(chunk_count + 1)
             .bind(now_ms())
             .bind(&id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Records that this device wrote a change the server has not acknowledged.
+pub(crate) async fn mark_dirty(tx: &mut SqliteConnection, id: DocId) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO doc_sync (doc_id, dirty) VALUES ($1, 1) \
+         ON CONFLICT (doc_id) DO UPDATE SET dirty = 1",
+    )
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use gridsync_core::client::{RetryPolicy, SyncClient};
 use gridsync_core::records::{
     Case, CaseEvent, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party,
     Relation, Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency, Visit,
@@ -46,6 +47,26 @@ enum Command {
     },
     /// Show this phone's device id and worker.
     Whoami,
+    /// Enroll this phone with a server using the code the operator gave you.
+    Enroll {
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: String,
+        /// The one-time code printed by `gridsync-server device enroll`.
+        #[arg(long)]
+        code: String,
+    },
+    /// Send this phone's work and receive everyone else's, in as few round trips as possible.
+    Sync {
+        /// The server (default: the one this phone enrolled with).
+        #[arg(long)]
+        server: Option<String>,
+        /// Give up after this many rounds (the rest follows next time).
+        #[arg(long, default_value_t = 100)]
+        max_rounds: usize,
+    },
+    /// What is waiting to be synced, and what the server refused.
+    Status,
     /// Grid units.
     #[command(subcommand)]
     Grid(GridCmd),
@@ -575,6 +596,56 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                     w.as_deref().unwrap_or("(not set)")
                 )
             })
+        }
+        Command::Enroll { server, code } => {
+            let client = SyncClient::new(&server, RetryPolicy::default())?;
+            let resp = client.enroll(store, &code).await?;
+            out.print(&json!({"device": resp.device, "name": resp.name, "role": resp.role, "scopes": resp.scopes}), || {
+                format!("enrolled as {} ({}, {}), scopes {}", resp.name, resp.device, resp.role, resp.scopes.join(","))
+            })
+        }
+        Command::Sync { server, max_rounds } => {
+            let server = match server {
+                Some(s) => s,
+                None => SyncClient::enrolled_server(store)
+                    .await?
+                    .context("no server known: pass --server URL or enroll first")?,
+            };
+            let client = SyncClient::new(&server, RetryPolicy::default())?;
+            let report = client.sync(store, max_rounds).await?;
+            out.print(&report, || {
+                let mut s = format!(
+                    "synced in {} round trip(s): {} document(s) sent, {} change(s) received in {} document(s); {} bytes up, {} down",
+                    report.round_trips,
+                    report.acked,
+                    report.pulled_changes,
+                    report.pulled_docs,
+                    report.bytes_sent,
+                    report.bytes_received
+                );
+                for (doc, code, message) in &report.rejected {
+                    s += &format!("\n⚠ {doc} refused: {code}: {message}");
+                }
+                s
+            })
+        }
+        Command::Status => {
+            let unsynced = store.unsynced_count().await?;
+            let rejected = store.rejections().await?;
+            let server = store.meta("server_url").await?;
+            out.print(
+                &json!({"unsynced_documents": unsynced, "rejected": rejected, "server": server}),
+                || {
+                    let mut s = format!(
+                        "{unsynced} document(s) waiting to sync; server {}",
+                        server.as_deref().unwrap_or("(not enrolled)")
+                    );
+                    for (doc, why) in &rejected {
+                        s += &format!("\n⚠ {doc} refused: {why}");
+                    }
+                    s
+                },
+            )
         }
         Command::Grid(cmd) => grid_cmd(store, out, cmd).await,
         Command::Household(cmd) => household_cmd(store, out, cmd).await,

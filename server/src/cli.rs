@@ -1,0 +1,213 @@
+//! The `gridsync-server` command line: serve the sync API, migrate the store, enroll and revoke
+//! devices. Lives in the library so the integration tests can run the very same entry point as
+//! a separate process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::{Role, new_enrollment_code, normalize_code, parse_scopes, secret_hash};
+use crate::{AppState, Config, SqliteStorage, Storage, app};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use gridsync_proto::DeviceId;
+
+#[derive(Parser)]
+#[command(
+    name = "gridsync-server",
+    version,
+    about = "The gridsync central merge server"
+)]
+struct Cli {
+    /// Where the server keeps its data (SQLite database; created on first use).
+    #[arg(
+        long,
+        env = "GRIDSYNC_DATA_DIR",
+        global = true,
+        default_value = "gridsync-data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the sync API.
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+        #[arg(long, env = "GRIDSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Requests handled at once; more are answered 503 with Retry-After.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// Longest a request may take, in seconds.
+        #[arg(long, default_value_t = 60)]
+        request_timeout: u64,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Recompute every projection from the documents.
+    RebuildProjections,
+    /// Enroll, revoke and list devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Print a one-time code a phone exchanges for its device token.
+    Enroll {
+        /// Who or what the device is (e.g. 「周网格 手机」).
+        #[arg(long)]
+        name: String,
+        /// worker (its grids) or dispatcher (a whole town).
+        #[arg(long)]
+        role: Role,
+        /// Comma-separated grid codes (a worker's grids, or the dispatcher's town code).
+        #[arg(long)]
+        grids: String,
+        /// Days before an unused code expires.
+        #[arg(long, default_value_t = 7)]
+        valid_days: i64,
+    },
+    /// Revoke a device (a lost phone): its token stops working at once.
+    Revoke {
+        /// The device id.
+        #[arg(long)]
+        device: DeviceId,
+    },
+    /// List enrolled devices.
+    List,
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let storage = SqliteStorage::open(&cli.data_dir)
+        .await
+        .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            max_in_flight,
+            request_timeout,
+        } => {
+            let config = Config {
+                max_in_flight,
+                request_timeout: Duration::from_secs(request_timeout),
+                ..Config::default()
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("gridsync-server listening on http://{addr}");
+            tracing::info!(%addr, data_dir = %cli.data_dir.display(), "serving");
+            axum::serve(listener, app(AppState::new(storage, config)))
+                .with_graceful_shutdown(shutdown())
+                .await
+                .context("serving")?;
+            Ok(())
+        }
+        Command::Migrate => {
+            println!("schema is up to date in {}", cli.data_dir.display());
+            Ok(())
+        }
+        Command::RebuildProjections => {
+            let n = storage.rebuild_projections().await?;
+            println!("rebuilt projections of {n} documents");
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Enroll {
+            name,
+            role,
+            grids,
+            valid_days,
+        }) => {
+            let scopes = parse_scopes(role, &grids)
+                .map_err(anyhow::Error::msg)
+                .context("--grids")?;
+            anyhow::ensure!(!name.trim().is_empty(), "--name: is required");
+            let code = new_enrollment_code();
+            let expires = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64
+                + valid_days.max(1) * 86_400_000;
+            storage
+                .create_enrollment(
+                    &secret_hash(&normalize_code(&code)),
+                    name.trim(),
+                    role,
+                    &scopes,
+                    expires,
+                )
+                .await?;
+            println!("{code}");
+            eprintln!(
+                "enrollment code for {name} ({role}, {}); valid {valid_days} days, usable once",
+                grids
+            );
+            Ok(())
+        }
+        Command::Device(DeviceCmd::Revoke { device }) => {
+            if storage.revoke(device).await? {
+                println!("device {device} revoked");
+                Ok(())
+            } else {
+                anyhow::bail!("no active device {device}")
+            }
+        }
+        Command::Device(DeviceCmd::List) => {
+            for d in storage.devices().await? {
+                println!(
+                    "{}  {:<10} {:<20} {}{}",
+                    d.device,
+                    d.role,
+                    d.name,
+                    d.scopes,
+                    if d.revoked_at.is_some() {
+                        "  [revoked]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,267 @@
+//! Merging one device's push into one document: pure, no I/O. The storage layer loads the
+//! current document, calls [`merge_push`], and writes what comes back in its transaction.
+//!
+//! **Invariant:** a push is taken whole or not at all. Every change newly accepted is authored
+//! by the pushing device's actor, lies in its scope, leaves the header untouched and leaves the
+//! record readable; otherwise nothing of that document is stored.
+
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{AutoCommit, Change, ChangeHash};
+use gridsync_core::Document;
+use gridsync_core::document::{DocError, actor_for};
+use gridsync_core::projection::project;
+use gridsync_proto::{DocHeader, DocPush, GridCode};
+
+use crate::auth::Device;
+
+/// Why a push was refused (becomes `AckStatus::Rejected`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What merging one push produced.
+#[derive(Debug)]
+pub enum Merged {
+    /// The merged document and the changes that were new to the server (to be stored).
+    Stored {
+        /// The document after the merge.
+        doc: Box<Document>,
+        /// Changes the server did not have, in application order.
+        new_changes: Vec<Change>,
+        /// Whether the document is new to the server.
+        created: bool,
+        /// The server's reply when the push was an Automerge sync message.
+        sync_reply: Option<Vec<u8>>,
+    },
+    /// The changes need ones the server lacks: fall back to the sync protocol.
+    NeedSync {
+        /// The server's first sync message for the document, if it has one.
+        sync_reply: Option<Vec<u8>>,
+    },
+}
+
+/// Whether `device` may see and write documents in `scope`.
+pub fn in_scope(device: &Device, scope: &GridCode) -> bool {
+    device.scopes.iter().any(|s| s.contains(scope))
+}
+
+fn check_new_changes(device: &Device, changes: &[Change]) -> Result<(), Rejection> {
+    let actor = actor_for(device.id);
+    for c in changes {
+        if c.actor_id() != &actor {
+            return Err(reject(
+                "actor_mismatch",
+                format!(
+                    "change {} was written by actor {}, not by this device ({})",
+                    c.hash(),
+                    c.actor_id(),
+                    device.id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_header(
+    device: &Device,
+    header: &DocHeader,
+    claimed: Option<&DocHeader>,
+) -> Result<(), Rejection> {
+    if let Some(claimed) = claimed
+        && claimed != header
+    {
+        return Err(reject(
+            "header_mismatch",
+            "the header sent does not match the document's own header",
+        ));
+    }
+    if !in_scope(device, &header.scope) {
+        return Err(reject(
+            "out_of_scope",
+            format!("grid {} is outside this device's scopes", header.scope),
+        ));
+    }
+    Ok(())
+}
+
+fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
+    push.changes
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            Change::from_bytes(bytes.to_vec()).map_err(|e| {
+                reject(
+                    "bad_change",
+                    format!(
+                        "change #{i} of document {} is not an Automerge change: {e}",
+                        push.doc
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn doc_error(e: DocError) -> Rejection {
+    match e {
+        DocError::HeaderChanged(_) => reject("header_changed", e.to_string()),
+        DocError::Header(_) | DocError::FutureSchema { .. } => reject("bad_header", e.to_string()),
+        other => reject("bad_document", other.to_string()),
+    }
+}
+
+/// Merges a push into `existing` (or creates the document). Returns the rejection to send
+/// back when the push is refused.
+pub fn merge_push(
+    existing: Option<Document>,
+    device: &Device,
+    push: &DocPush,
+) -> Result<Merged, Rejection> {
+    if let Some(msg) = &push.sync {
+        return merge_sync_message(existing, device, push, msg);
+    }
+    let changes = decode_changes(push)?;
+    let created = existing.is_none();
+    let mut doc = match existing {
+        Some(doc) => {
+            check_header(device, doc.header(), push.header.as_ref())?;
+            doc
+        }
+        None => {
+            // Build the document from the pushed changes alone; its header must be among them.
+            let mut am = AutoCommit::new();
+            am.apply_changes(changes.clone())
+                .map_err(|e| reject("bad_change", e.to_string()))?;
+            if !am.get_missing_deps(&[]).is_empty() {
+                return Ok(Merged::NeedSync { sync_reply: None });
+            }
+            let doc = Document::from_automerge(am).map_err(doc_error)?;
+            if doc.id() != push.doc {
+                return Err(reject(
+                    "header_mismatch",
+                    format!("the changes build document {}, not {}", doc.id(), push.doc),
+                ));
+            }
+            check_header(device, doc.header(), push.header.as_ref())?;
+            if doc.header().creator != device.id {
+                return Err(reject(
+                    "actor_mismatch",
+                    "a document can only be created by the device named as its creator",
+                ));
+            }
+            check_new_changes(device, &changes)?;
+            project(&doc).map_err(doc_error)?;
+            return Ok(Merged::Stored {
+                doc: Box::new(doc),
+                new_changes: changes,
+                created: true,
+                sync_reply: None,
+            });
+        }
+    };
+    let new_changes: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| doc.automerge().get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    check_new_changes(device, &new_changes)?;
+    if !new_changes.is_empty() {
+        doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
+        if !doc.automerge().get_missing_deps(&[]).is_empty() {
+            // Changes that depend on unknown ones are queued by Automerge, not applied; the
+            // device must run the sync protocol so the server learns what it lacks.
+            let mut state = State::new();
+            let reply = doc.automerge().sync().generate_sync_message(&mut state);
+            return Ok(Merged::NeedSync {
+                sync_reply: reply.map(Message::encode),
+            });
+        }
+        project(&doc).map_err(doc_error)?;
+    }
+    Ok(Merged::Stored {
+        doc: Box::new(doc),
+        new_changes,
+        created,
+        sync_reply: None,
+    })
+}
+
+fn merge_sync_message(
+    existing: Option<Document>,
+    device: &Device,
+    push: &DocPush,
+    msg: &[u8],
+) -> Result<Merged, Rejection> {
+    let message = Message::decode(msg)
+        .map_err(|e| reject("bad_sync_message", format!("document {}: {e}", push.doc)))?;
+    let created = existing.is_none();
+    let mut am = match &existing {
+        Some(doc) => {
+            check_header(device, doc.header(), push.header.as_ref())?;
+            let mut copy = doc.clone();
+            copy.automerge().clone()
+        }
+        None => AutoCommit::new(),
+    };
+    let before: Vec<ChangeHash> = am.get_heads();
+    // The server keeps no per-peer state between requests: every message is answered from a
+    // fresh state, which the protocol tolerates (it re-announces heads and filters again).
+    let mut state = State::new();
+    am.sync()
+        .receive_sync_message(&mut state, message)
+        .map_err(|e| reject("bad_sync_message", e.to_string()))?;
+    let new_changes: Vec<Change> = am.get_changes(&before);
+    check_new_changes(device, &new_changes)?;
+    let reply = am
+        .sync()
+        .generate_sync_message(&mut state)
+        .map(Message::encode);
+    let doc = match existing {
+        Some(mut doc) => {
+            // Apply through the document so the header check runs on what the message added.
+            doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
+            doc
+        }
+        None => {
+            if am.get_heads().is_empty() {
+                // Nothing on either side yet: a first sync message carries no changes.
+                return Ok(Merged::NeedSync { sync_reply: reply });
+            }
+            let doc = Document::from_automerge(am).map_err(doc_error)?;
+            if doc.id() != push.doc {
+                return Err(reject(
+                    "header_mismatch",
+                    "the sync message is for another document",
+                ));
+            }
+            check_header(device, doc.header(), push.header.as_ref())?;
+            if doc.header().creator != device.id {
+                return Err(reject(
+                    "actor_mismatch",
+                    "a document can only be created by the device named as its creator",
+                ));
+            }
+            doc
+        }
+    };
+    if !new_changes.is_empty() {
+        project(&doc).map_err(doc_error)?;
+    }
+    Ok(Merged::Stored {
+        doc: Box::new(doc),
+        new_changes,
+        created,
+        sync_reply: reply,
+    })
+}

@@ -1,0 +1,834 @@
+//! Server storage: documents as append-only changes plus compacted snapshots, the global change
+//! sequence and per-scope feed behind device cursors, devices, and projections.
+//!
+//! **API boundary:** handlers talk to storage only through the [`Storage`] trait. The SQLite
+//! implementation here uses portable SQL (numbered parameters, no `INSERT OR REPLACE`, no
+//! SQLite-only functions), so a PostgreSQL implementation runs the same statements.
+//!
+//! **Invariant:** a merge commits its changes, the documents' new state and their projections in
+//! one transaction before any acknowledgement leaves the server; SQLite runs with
+//! `synchronous=FULL`, so "acked" means "on disk".
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use gridsync_core::Document;
+use gridsync_core::projection::{CaseRow, HouseholdRow, ResidentRow};
+use gridsync_proto::{
+    AckStatus, DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash,
+};
+use serde_bytes::ByteBuf;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::auth::{Device, Role, join_scopes};
+use crate::merge::{Merged, merge_push};
+
+/// How many changes after its snapshot a document may gather before it is re-snapshotted.
+pub const SNAPSHOT_AFTER: i64 = 64;
+
+/// A storage failure (the request fails with 500/503; nothing was acknowledged).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database refused an operation.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Schema migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data does not decode (damaged database).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A projection could not be written.
+    #[error(transparent)]
+    Projection(#[from] gridsync_core::projection::ProjectionError),
+}
+
+/// Why an enrollment code could not be redeemed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrollError {
+    /// No such code, already used, or expired.
+    #[error("the enrollment code is unknown, already used or expired")]
+    InvalidCode,
+    /// A device with this id is already enrolled.
+    #[error("device {0} is already enrolled; revoke it first to enroll it again")]
+    AlreadyEnrolled(DeviceId),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for EnrollError {
+    fn from(e: sqlx::Error) -> Self {
+        EnrollError::Storage(StorageError::Db(e))
+    }
+}
+
+/// A device as listed for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub device: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Comma-separated scopes.
+    pub scopes: String,
+    /// When it enrolled (ms).
+    pub enrolled_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A device's position in the feed: the last sequence number seen, per granted scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor(pub BTreeMap<String, u64>);
+
+impl Cursor {
+    /// Decodes the opaque bytes a device sent back (empty = start of the feed).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        postcard::from_bytes(bytes)
+            .map_err(|e| format!("the cursor is not one this server issued: {e}"))
+    }
+
+    /// Encodes for the device.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+}
+
+/// Caps on one pull.
+#[derive(Debug, Clone, Copy)]
+pub struct PullBudget {
+    /// Most change bytes in one response (at least one change is always sent).
+    pub max_bytes: usize,
+    /// Most changes in one response.
+    pub max_changes: usize,
+    /// Most documents in one response.
+    pub max_docs: usize,
+}
+
+impl Default for PullBudget {
+    fn default() -> Self {
+        Self {
+            max_bytes: 4 * 1024 * 1024,
+            max_changes: 5_000,
+            max_docs: 1_000,
+        }
+    }
+}
+
+/// What a pull returns.
+#[derive(Debug, Clone, Default)]
+pub struct Pull {
+    /// Changes grouped by document.
+    pub docs: Vec<DocPull>,
+    /// The cursor to hand back.
+    pub cursor: Cursor,
+    /// Whether more is waiting.
+    pub more: bool,
+}
+
+/// What a merge returns.
+#[derive(Debug, Clone, Default)]
+pub struct MergeOutcome {
+    /// One acknowledgement per push, in order.
+    pub acks: Vec<DocAck>,
+    /// Sync-protocol replies for documents that fell back to it.
+    pub sync_replies: Vec<DocPull>,
+}
+
+/// The storage the server runs on.
+pub trait Storage: Send + Sync + 'static {
+    /// Merges a device's pushes in one transaction and acknowledges each.
+    fn merge(
+        &self,
+        device: &Device,
+        pushes: &[DocPush],
+    ) -> impl Future<Output = Result<MergeOutcome, StorageError>> + Send;
+    /// Reads the changes in the device's scopes after its cursor (not its own).
+    fn pull(
+        &self,
+        device: &Device,
+        cursor: &Cursor,
+        budget: PullBudget,
+    ) -> impl Future<Output = Result<Pull, StorageError>> + Send;
+    /// Looks up the device a bearer token belongs to (`None`: unknown). Revoked devices are
+    /// returned with their revocation time.
+    fn device_by_token(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<(Device, Option<i64>)>, StorageError>> + Send;
+    /// Records a one-time enrollment code.
+    fn create_enrollment(
+        &self,
+        code_hash: &str,
+        name: &str,
+        role: Role,
+        scopes: &[GridCode],
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Redeems a code: binds the device id and stores the token's hash.
+    fn redeem_enrollment(
+        &self,
+        code_hash: &str,
+        device: DeviceId,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Device, EnrollError>> + Send;
+    /// Revokes a device; returns whether it existed and was active.
+    fn revoke(&self, device: DeviceId) -> impl Future<Output = Result<bool, StorageError>> + Send;
+    /// Every enrolled device.
+    fn devices(&self) -> impl Future<Output = Result<Vec<DeviceInfo>, StorageError>> + Send;
+    /// The current state of one document.
+    fn load(
+        &self,
+        id: DocId,
+    ) -> impl Future<Output = Result<Option<Document>, StorageError>> + Send;
+    /// Households of the case projection, optionally within a unit.
+    fn households(
+        &self,
+        within: Option<&GridCode>,
+    ) -> impl Future<Output = Result<Vec<HouseholdRow>, StorageError>> + Send;
+    /// Residents whose name contains `name`.
+    fn search_residents(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<ResidentRow>, StorageError>> + Send;
+    /// Cases, newest first.
+    fn cases(&self) -> impl Future<Output = Result<Vec<CaseRow>, StorageError>> + Send;
+    /// Recomputes every projection from the documents.
+    fn rebuild_projections(&self) -> impl Future<Output = Result<usize, StorageError>> + Send;
+}
+
+/// The embedded default: one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    pool: SqlitePool,
+    // Merges are serialised in-process (SQLite has one writer anyway); the counter row update
+    // at the start of each merge does the same across processes.
+    write_lock: std::sync::Arc<Mutex<()>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn heads_from_bytes(bytes: &[u8]) -> Vec<Hash> {
+    bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect()
+}
+
+/// Every level of a scope from the town down to itself (the feed rows a change gets).
+fn scope_levels(scope: &GridCode) -> Vec<String> {
+    let s = scope.as_str();
+    [
+        GridLevel::Town,
+        GridLevel::District,
+        GridLevel::Village,
+        GridLevel::Grid,
+        GridLevel::MicroGrid,
+    ]
+    .iter()
+    .map(|l| l.code_len())
+    .filter(|n| *n <= s.len())
+    .map(|n| s[..n].to_owned())
+    .collect()
+}
+
+fn parse_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device, StorageError> {
+    let id: String = row.try_get("device_id")?;
+    let role: String = row.try_get("role")?;
+    let scopes: String = row.try_get("scopes")?;
+    let role = Role::from_str(&role).map_err(StorageError::Corrupt)?;
+    Ok(Device {
+        id: DeviceId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        name: row.try_get("name")?,
+        role,
+        scopes: scopes
+            .split(',')
+            .map(GridCode::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+    })
+}
+
+async fn load_doc(
+    conn: &mut SqliteConnection,
+    id: DocId,
+) -> Result<Option<(Document, i64)>, StorageError> {
+    let Some(row) =
+        sqlx::query("SELECT snapshot, snapshot_seq, pending FROM docs WHERE doc_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let mut bytes: Vec<u8> = row
+        .try_get::<Option<Vec<u8>>, _>("snapshot")?
+        .unwrap_or_default();
+    let snapshot_seq: i64 = row.try_get("snapshot_seq")?;
+    let pending: i64 = row.try_get("pending")?;
+    if pending > 0 {
+        let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT bytes FROM changes WHERE doc_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .bind(snapshot_seq)
+        .fetch_all(&mut *conn)
+        .await?;
+        for c in chunks {
+            bytes.extend_from_slice(&c);
+        }
+    }
+    let doc =
+        Document::load(&bytes).map_err(|e| StorageError::Corrupt(format!("document {id}: {e}")))?;
+    Ok(Some((doc, pending)))
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) `DIR/gridsync.db` and migrates it.
+    pub async fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StorageError::Corrupt(format!("creating {}: {e}", data_dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join("gridsync.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self {
+            pool,
+            write_lock: std::sync::Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The pool (for tests and admin commands).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn store_merged(
+    tx: &mut SqliteConnection,
+    device: &Device,
+    doc: &mut Document,
+    new_changes: &[automerge::Change],
+    created: bool,
+    pending_before: i64,
+    seq: &mut i64,
+) -> Result<(), StorageError> {
+    let id = doc.id().to_string();
+    let scope = doc.header().scope.clone();
+    let levels = scope_levels(&scope);
+    for c in new_changes {
+        *seq += 1;
+        sqlx::query(
+            "INSERT INTO changes (seq, doc_id, hash, device, bytes) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*seq)
+        .bind(&id)
+        .bind(c.hash().0.to_vec())
+        .bind(device.id.to_string())
+        .bind(c.raw_bytes().to_vec())
+        .execute(&mut *tx)
+        .await?;
+        for level in &levels {
+            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
+                .bind(level)
+                .bind(*seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let heads = heads_to_bytes(&doc.heads());
+    let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
+    if created {
+        let h = doc.header().clone();
+        sqlx::query(
+            "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, snapshot_seq, heads, last_seq, pending) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
+        )
+        .bind(&id)
+        .bind(h.doc_type.as_str())
+        .bind(h.scope.as_str())
+        .bind(h.creator.to_string())
+        .bind(doc.save())
+        .bind(*seq)
+        .bind(heads)
+        .bind(*seq)
+        .execute(&mut *tx)
+        .await?;
+    } else if pending > SNAPSHOT_AFTER {
+        // The snapshot covers every change up to `seq`; the change rows stay (they are the
+        // history and the feed), only loading gets cheaper.
+        sqlx::query(
+            "UPDATE docs SET snapshot = $1, snapshot_seq = $2, heads = $3, last_seq = $2, pending = 0 \
+             WHERE doc_id = $4",
+        )
+        .bind(doc.save())
+        .bind(*seq)
+        .bind(heads)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query("UPDATE docs SET heads = $1, last_seq = $2, pending = $3 WHERE doc_id = $4")
+            .bind(heads)
+            .bind(*seq)
+            .bind(pending)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    gridsync_core::projection::store_sqlite(tx, doc).await?;
+    Ok(())
+}
+
+impl Storage for SqliteStorage {
+    async fn merge(
+        &self,
+        device: &Device,
+        pushes: &[DocPush],
+    ) -> Result<MergeOutcome, StorageError> {
+        let mut outcome = MergeOutcome::default();
+        if pushes.is_empty() {
+            return Ok(outcome);
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // Writing the counter first takes the write lock before anything is read.
+        let mut seq: i64 =
+            sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
+                .fetch_one(&mut *tx)
+                .await?;
+        let start_seq = seq;
+        for push in pushes {
+            let existing = load_doc(&mut tx, push.doc).await?;
+            let pending = existing.as_ref().map_or(0, |(_, p)| *p);
+            let status = match merge_push(existing.map(|(d, _)| d), device, push) {
+                Err(rejection) => {
+                    tracing::info!(doc = %push.doc, device = %device.id, code = rejection.code, "push rejected");
+                    AckStatus::Rejected {
+                        code: rejection.code.to_owned(),
+                        message: rejection.message,
+                    }
+                }
+                Ok(Merged::NeedSync { sync_reply }) => {
+                    outcome.sync_replies.push(DocPull {
+                        doc: push.doc,
+                        changes: Vec::new(),
+                        heads: Vec::new(),
+                        sync: sync_reply.map(ByteBuf::from),
+                    });
+                    AckStatus::NeedSync
+                }
+                Ok(Merged::Stored {
+                    mut doc,
+                    new_changes,
+                    created,
+                    sync_reply,
+                }) => {
+                    if created || !new_changes.is_empty() {
+                        store_merged(
+                            &mut tx,
+                            device,
+                            &mut doc,
+                            &new_changes,
+                            created,
+                            pending,
+                            &mut seq,
+                        )
+                        .await?;
+                    }
+                    let heads: Vec<Hash> = doc.heads().iter().map(|h| h.0).collect();
+                    if let Some(reply) = sync_reply {
+                        outcome.sync_replies.push(DocPull {
+                            doc: push.doc,
+                            changes: Vec::new(),
+                            heads: heads.clone(),
+                            sync: Some(ByteBuf::from(reply)),
+                        });
+                    }
+                    let mut pushed = push.heads.clone();
+                    pushed.sort();
+                    let mut sorted = heads.clone();
+                    sorted.sort();
+                    AckStatus::Stored {
+                        heads: (sorted != pushed).then_some(heads),
+                    }
+                }
+            };
+            outcome.acks.push(DocAck {
+                doc: push.doc,
+                status,
+            });
+        }
+        if seq != start_seq {
+            sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn pull(
+        &self,
+        device: &Device,
+        cursor: &Cursor,
+        budget: PullBudget,
+    ) -> Result<Pull, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let max: i64 = sqlx::query_scalar("SELECT value FROM seq_counter WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let max = u64::try_from(max).unwrap_or(0);
+        let me = device.id.to_string();
+        let mut rows: Vec<(i64, String, Vec<u8>)> = Vec::new();
+        let mut limit_hit: Option<i64> = None;
+        let limit = i64::try_from(budget.max_changes).unwrap_or(i64::MAX);
+        for scope in &device.scopes {
+            let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
+            if start >= max {
+                continue;
+            }
+            let found: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+                "SELECT c.seq, c.doc_id, c.bytes FROM scope_feed f JOIN changes c ON c.seq = f.seq \
+                 WHERE f.scope = $1 AND f.seq > $2 AND c.device <> $3 ORDER BY f.seq LIMIT $4",
+            )
+            .bind(scope.as_str())
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(&me)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            if found.len() as i64 >= limit
+                && let Some(last) = found.last()
+            {
+                limit_hit = Some(limit_hit.map_or(last.0, |l| l.min(last.0)));
+            }
+            rows.extend(found);
+        }
+        rows.sort_by_key(|r| r.0);
+        rows.dedup_by_key(|r| r.0);
+        let mut more = false;
+        if let Some(cut) = limit_hit {
+            rows.retain(|r| r.0 <= cut);
+            more = true;
+        }
+        let mut total = 0usize;
+        let mut keep = rows.len();
+        let mut seen_docs = std::collections::BTreeSet::new();
+        for (i, r) in rows.iter().enumerate() {
+            let new_doc = !seen_docs.contains(&r.1);
+            if i > 0
+                && (total + r.2.len() > budget.max_bytes
+                    || (new_doc && seen_docs.len() >= budget.max_docs))
+            {
+                keep = i;
+                more = true;
+                break;
+            }
+            seen_docs.insert(r.1.clone());
+            total += r.2.len();
+        }
+        rows.truncate(keep);
+        let horizon = if more {
+            rows.last().map_or(0, |r| u64::try_from(r.0).unwrap_or(0))
+        } else {
+            max
+        };
+        let mut next = Cursor::default();
+        for scope in &device.scopes {
+            let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
+            next.0.insert(scope.to_string(), start.max(horizon));
+        }
+        let mut docs: Vec<DocPull> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, doc_id, bytes) in rows {
+            let i = match index.get(&doc_id) {
+                Some(i) => *i,
+                None => {
+                    let id = DocId::from_str(&doc_id)
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    docs.push(DocPull {
+                        doc: id,
+                        changes: Vec::new(),
+                        heads: Vec::new(),
+                        sync: None,
+                    });
+                    index.insert(doc_id.clone(), docs.len() - 1);
+                    docs.len() - 1
+                }
+            };
+            docs[i].changes.push(ByteBuf::from(bytes));
+        }
+        for d in &mut docs {
+            let heads: Vec<u8> = sqlx::query_scalar("SELECT heads FROM docs WHERE doc_id = $1")
+                .bind(d.doc.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            d.heads = heads_from_bytes(&heads);
+        }
+        tx.commit().await?;
+        Ok(Pull {
+            docs,
+            cursor: next,
+            more,
+        })
+    }
+
+    async fn device_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Device, Option<i64>)>, StorageError> {
+        let Some(row) = sqlx::query(
+            "SELECT device_id, name, role, scopes, revoked_at FROM devices WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        Ok(Some((parse_device(&row)?, revoked)))
+    }
+
+    async fn create_enrollment(
+        &self,
+        code_hash: &str,
+        name: &str,
+        role: Role,
+        scopes: &[GridCode],
+        expires_at: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO enrollments (code_hash, name, role, scopes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(code_hash)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(join_scopes(scopes))
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn redeem_enrollment(
+        &self,
+        code_hash: &str,
+        device: DeviceId,
+        token_hash: &str,
+    ) -> Result<Device, EnrollError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT name, role, scopes FROM enrollments \
+             WHERE code_hash = $1 AND used_by IS NULL AND expires_at > $2",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(EnrollError::InvalidCode)?;
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE device_id = $1")
+            .bind(device.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists > 0 {
+            return Err(EnrollError::AlreadyEnrolled(device));
+        }
+        let name: String = row.try_get("name")?;
+        let role: String = row.try_get("role")?;
+        let scopes: String = row.try_get("scopes")?;
+        sqlx::query("UPDATE enrollments SET used_by = $1, used_at = $2 WHERE code_hash = $3")
+            .bind(device.to_string())
+            .bind(now)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO devices (device_id, name, role, scopes, token_hash, enrolled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(device.to_string())
+        .bind(&name)
+        .bind(&role)
+        .bind(&scopes)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row =
+            sqlx::query("SELECT device_id, name, role, scopes FROM devices WHERE device_id = $1")
+                .bind(device.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let device = parse_device(&row)?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    async fn revoke(&self, device: DeviceId) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = $1 WHERE device_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(device.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn devices(&self) -> Result<Vec<DeviceInfo>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at FROM devices ORDER BY enrolled_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceInfo {
+                    device: r.try_get("device_id")?,
+                    name: r.try_get("name")?,
+                    role: r.try_get("role")?,
+                    scopes: r.try_get("scopes")?,
+                    enrolled_at: r.try_get("enrolled_at")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn load(&self, id: DocId) -> Result<Option<Document>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(load_doc(&mut conn, id).await?.map(|(d, _)| d))
+    }
+
+    async fn households(
+        &self,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<HouseholdRow>, StorageError> {
+        let (lo, hi) = prefix_range(within);
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_households WHERE grid >= $1 AND grid < $2 ORDER BY grid, address, doc_id",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn search_residents(&self, name: &str) -> Result<Vec<ResidentRow>, StorageError> {
+        let pattern = format!("%{}%", name.trim().replace(['%', '_'], ""));
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_residents WHERE name LIKE $1 ORDER BY name, household_id, resident_id LIMIT 500",
+        )
+        .bind(pattern)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn cases(&self) -> Result<Vec<CaseRow>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM p_cases ORDER BY reported_at DESC, doc_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn rebuild_projections(&self) -> Result<usize, StorageError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        gridsync_core::projection::clear_sqlite(&mut tx).await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT doc_id FROM docs ORDER BY doc_id")
+            .fetch_all(&mut *tx)
+            .await?;
+        for id in &ids {
+            let id = DocId::from_str(id).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if let Some((doc, _)) = load_doc(&mut tx, id).await? {
+                gridsync_core::projection::store_sqlite(&mut tx, &doc).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(ids.len())
+    }
+}
+
+/// A half-open text range covering every code under `within` (codes are digits, and `:`
+/// sorts right after `9`), or everything.
+fn prefix_range(within: Option<&GridCode>) -> (String, String) {
+    match within {
+        Some(g) => (g.to_string(), format!("{g}:")),
+        None => (String::new(), "~".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_levels_cover_every_ancestor() {
+        let g = GridCode::parse("33010200101001002").expect("grid");
+        assert_eq!(
+            scope_levels(&g),
+            [
+                "330102001",
+                "33010200101",
+                "33010200101001",
+                "33010200101001002"
+            ]
+        );
+    }
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let mut c = Cursor::default();
+        c.0.insert("330102001".into(), 42);
+        assert_eq!(Cursor::decode(&c.encode()), Ok(c));
+        assert_eq!(Cursor::decode(&[]), Ok(Cursor::default()));
+        assert!(Cursor::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+}
