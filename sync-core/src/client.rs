@@ -36,16 +36,28 @@ pub enum ClientError {
     NotEnrolled,
     /// The local sync engine failed.
     #[error(transparent)]
-    Sync(#[from] SyncError),
+    Sync(Box<SyncError>),
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     /// The server's answer did not decode.
     #[error("bad response: {0}")]
     BadResponse(String),
     /// The sync did not settle within the round limit.
     #[error("sync did not settle after {0} rounds; it will continue next time")]
     TooManyRounds(usize),
+}
+
+impl From<SyncError> for ClientError {
+    fn from(e: SyncError) -> Self {
+        ClientError::Sync(Box::new(e))
+    }
+}
+
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        ClientError::Store(Box::new(e))
+    }
 }
 
 /// How failed requests are retried.

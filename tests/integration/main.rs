@@ -1,3 +1,8 @@
 //! Cross-crate integration tests: one binary, one build.
 
 mod bench_quick;
+mod convergence;
+mod crash_storm;
+mod harness;
+mod hostile;
+mod sync_props;

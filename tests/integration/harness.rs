@@ -1,0 +1,212 @@
+//! A real server on an ephemeral port with a real SQLite file, and phones with real stores
+//! that enroll and sync over HTTP.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use gridsync_core::Store;
+use gridsync_core::client::{RetryPolicy, SyncClient, SyncReport};
+use gridsync_proto::{DocId, GridCode};
+use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_hash};
+use gridsync_server::{AppState, Config, SqliteStorage, Storage, app};
+use serde_json::Value;
+
+pub const TOWN: &str = "330102001";
+pub const GRID_A: &str = "33010200101001002";
+pub const GRID_B: &str = "33010200101001003";
+
+pub fn code(s: &str) -> GridCode {
+    GridCode::parse(s).expect("valid grid code")
+}
+
+pub fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 4,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+/// The server under test, serving on 127.0.0.1 with its data in a temp dir.
+pub struct TestServer {
+    pub url: String,
+    pub storage: SqliteStorage,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Config::default()).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = SqliteStorage::open(dir.path()).await.expect("open storage");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = app(AppState::new(storage.clone(), config));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            url,
+            storage,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// Creates an enrollment code, as `gridsync-server device enroll` does.
+    pub async fn enrollment(&self, name: &str, role: Role, scopes: &[&str]) -> String {
+        let code = new_enrollment_code();
+        let scopes: Vec<GridCode> = scopes.iter().map(|s| self::code(s)).collect();
+        self.storage
+            .create_enrollment(
+                &secret_hash(&normalize_code(&code)),
+                name,
+                role,
+                &scopes,
+                i64::MAX,
+            )
+            .await
+            .expect("enrollment");
+        code
+    }
+
+    /// Every document on the server with its scope.
+    pub async fn doc_ids(&self) -> Vec<(DocId, GridCode)> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT doc_id, scope FROM docs ORDER BY doc_id")
+                .fetch_all(self.storage.pool())
+                .await
+                .expect("docs");
+        rows.into_iter()
+            .map(|(d, s)| (DocId::from_str(&d).expect("id"), code(&s)))
+            .collect()
+    }
+
+    /// The global change count (to show a request changed nothing).
+    pub async fn change_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM changes")
+            .fetch_one(self.storage.pool())
+            .await
+            .expect("count")
+    }
+
+    pub async fn record(&self, id: DocId) -> Option<(Value, usize)> {
+        let doc = self.storage.load(id).await.expect("load")?;
+        Some((doc.record_json(), doc.conflicts().len()))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A phone: its own store file, enrolled with the server.
+pub struct Phone {
+    pub store: Store,
+    pub client: SyncClient,
+    pub scopes: Vec<GridCode>,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Phone {
+    pub async fn enroll(server: &TestServer, name: &str, role: Role, scopes: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("phone.db"))
+            .await
+            .expect("store");
+        store.set_meta("worker", name).await.expect("worker");
+        let client = SyncClient::new(&server.url, quick_retry()).expect("client");
+        let code = server.enrollment(name, role, scopes).await;
+        client.enroll(&store, &code).await.expect("enroll");
+        Self {
+            store,
+            client,
+            scopes: scopes.iter().map(|s| code_of(s)).collect(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn sync(&self) -> SyncReport {
+        self.client.sync(&self.store, 50).await.expect("sync")
+    }
+
+    pub fn sees(&self, scope: &GridCode) -> bool {
+        self.scopes.iter().any(|s| s.contains(scope))
+    }
+}
+
+fn code_of(s: &str) -> GridCode {
+    code(s)
+}
+
+/// Asserts every phone holds exactly the server's documents of its scopes, with identical
+/// contents and conflicts, and that the phone's projections agree with the server's.
+pub async fn assert_converged(server: &TestServer, phones: &[&Phone]) {
+    let docs = server.doc_ids().await;
+    for (id, scope) in &docs {
+        let (server_json, server_conflicts) = server.record(*id).await.expect("server doc");
+        for (i, p) in phones.iter().enumerate() {
+            let local = p.store.load(*id).await;
+            if p.sees(scope) {
+                let doc = local.unwrap_or_else(|e| panic!("phone {i} lacks {id}: {e}"));
+                assert_eq!(doc.record_json(), server_json, "phone {i} differs on {id}");
+                assert_eq!(
+                    doc.conflicts().len(),
+                    server_conflicts,
+                    "phone {i} conflicts on {id}"
+                );
+            } else {
+                assert!(
+                    local.is_err(),
+                    "phone {i} holds {id} outside its scope {scope}"
+                );
+            }
+        }
+    }
+    for (i, p) in phones.iter().enumerate() {
+        let mut mine = p.store.households(None).await.expect("phone households");
+        let mut theirs: Vec<_> = server
+            .storage
+            .households(None)
+            .await
+            .expect("server households")
+            .into_iter()
+            .filter(|h| p.sees(&code(&h.grid)))
+            .collect();
+        mine.sort_by_key(|h| h.doc_id);
+        theirs.sort_by_key(|h| h.doc_id);
+        assert_eq!(
+            mine, theirs,
+            "phone {i} household projection differs from the server's"
+        );
+        let mut mine = p.store.cases(None).await.expect("phone cases");
+        let mut theirs: Vec<_> = server
+            .storage
+            .cases()
+            .await
+            .expect("server cases")
+            .into_iter()
+            .filter(|c| p.sees(&code(&c.grid)))
+            .collect();
+        mine.sort_by_key(|c| c.doc_id);
+        theirs.sort_by_key(|c| c.doc_id);
+        assert_eq!(
+            mine, theirs,
+            "phone {i} case projection differs from the server's"
+        );
+        assert_eq!(
+            p.store.unsynced_count().await.expect("unsynced"),
+            0,
+            "phone {i} has unsynced work"
+        );
+    }
+}
