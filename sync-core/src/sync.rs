@@ -227,6 +227,13 @@ impl SyncSession {
             more: resp.more,
             ..RoundReport::default()
         };
+        if resp.docs.is_empty() && resp.acks.is_empty() {
+            // A no-op round: write nothing unless the cursor moved (saves an fsync per poll).
+            let stored = self.store.meta(CURSOR_KEY).await?;
+            if stored.as_deref() == Some(hex::encode(&resp.cursor).as_str()) {
+                return Ok(report);
+            }
+        }
         let store = self.store.clone();
         let _guard = store.write_lock().lock().await;
         let mut tx = store.pool().begin().await?;

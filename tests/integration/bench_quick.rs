@@ -18,8 +18,25 @@ fn bench_quick_runs_every_scenario() {
         "bulk_import_50_households_ms",
         "household_doc_bytes",
         "store_open_and_list_50_households_ms",
+        "noop_sync_request_bytes",
+        "noop_sync_response_bytes",
+        "noop_sync_ms",
+        "day_sync_round_trips",
+        "day_sync_wire_bytes",
+        "day_sync_raw_change_bytes",
+        "perdoc_sync_round_trips",
+        "perdoc_sync_wire_bytes",
+        "perdoc_noop_sync_bytes",
     ] {
         assert!(metrics[key].is_number(), "metric {key} missing: {metrics}");
     }
-    assert!(metrics["household_doc_bytes"].as_u64().expect("bytes") > 1000);
+    let n = |k: &str| metrics[k].as_f64().expect("number");
+    assert!(n("household_doc_bytes") > 1000.0);
+    // Results (not times): the batched protocol's shape holds even at quick sizes.
+    assert_eq!(n("noop_sync_round_trips"), 1.0);
+    assert_eq!(n("day_sync_round_trips"), 1.0);
+    assert!(n("noop_sync_request_bytes") + n("noop_sync_response_bytes") <= 512.0);
+    assert!(
+        n("perdoc_noop_sync_bytes") > n("noop_sync_request_bytes") + n("noop_sync_response_bytes")
+    );
 }

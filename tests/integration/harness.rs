@@ -7,8 +7,9 @@ use std::time::Duration;
 use gridsync_core::Store;
 use gridsync_core::client::{RetryPolicy, SyncClient, SyncReport};
 use gridsync_proto::{DocId, GridCode};
-use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_hash};
-use gridsync_server::{AppState, Config, SqliteStorage, Storage, app};
+use gridsync_server::auth::Role;
+use gridsync_server::{Config, SqliteStorage, Storage};
+use gridsync_tests::LocalServer;
 use serde_json::Value;
 
 pub const TOWN: &str = "330102001";
@@ -30,51 +31,33 @@ pub fn quick_retry() -> RetryPolicy {
 
 /// The server under test, serving on 127.0.0.1 with its data in a temp dir.
 pub struct TestServer {
+    inner: LocalServer,
     pub url: String,
     pub storage: SqliteStorage,
     _dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_with(Config::default()).await
-    }
-
-    pub async fn start_with(config: Config) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = SqliteStorage::open(dir.path()).await.expect("open storage");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let inner = LocalServer::start(dir.path(), Config::default())
             .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = app(AppState::new(storage.clone(), config));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+            .expect("server");
         Self {
-            url,
-            storage,
+            url: inner.url.clone(),
+            storage: inner.storage.clone(),
+            inner,
             _dir: dir,
-            task,
         }
     }
 
     /// Creates an enrollment code, as `gridsync-server device enroll` does.
     pub async fn enrollment(&self, name: &str, role: Role, scopes: &[&str]) -> String {
-        let code = new_enrollment_code();
-        let scopes: Vec<GridCode> = scopes.iter().map(|s| self::code(s)).collect();
-        self.storage
-            .create_enrollment(
-                &secret_hash(&normalize_code(&code)),
-                name,
-                role,
-                &scopes,
-                i64::MAX,
-            )
+        let scopes: Vec<GridCode> = scopes.iter().map(|s| code(s)).collect();
+        self.inner
+            .enrollment(name, role, &scopes)
             .await
-            .expect("enrollment");
-        code
+            .expect("enrollment")
     }
 
     /// Every document on the server with its scope.
@@ -100,12 +83,6 @@ impl TestServer {
     pub async fn record(&self, id: DocId) -> Option<(Value, usize)> {
         let doc = self.storage.load(id).await.expect("load")?;
         Some((doc.record_json(), doc.conflicts().len()))
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -113,6 +113,9 @@ pub async fn run(quick: bool) -> Result<Value> {
     store_scenarios(Sizes::new(quick), &mut out)
         .await
         .context("store scenarios")?;
+    sync_scenarios(quick, &mut out)
+        .await
+        .context("sync scenarios")?;
     Ok(Value::Object(out))
 }
 
@@ -148,5 +151,263 @@ pub fn import_breakdown(sizes: Sizes, out: &mut Map<String, Value>) -> Result<()
     }
     out.insert("import_part_project_docs_ms".into(), json!(ms(start)));
     ensure!(bytes > 0, "saved something");
+    Ok(())
+}
+
+/// Automerge's sync protocol for one document between a device and the server, the way
+/// automerge-repo runs it (one exchange per document, states persisted between connections).
+/// Returns (round trips, message bytes). Framing is not counted, which favours the baseline.
+fn perdoc_exchange(
+    dev: &mut automerge::AutoCommit,
+    srv: &mut automerge::AutoCommit,
+) -> Result<(usize, usize)> {
+    use automerge::sync::{Message, State, SyncDoc};
+    let shared = |d: &mut automerge::AutoCommit| State {
+        shared_heads: d.get_heads(),
+        ..State::default()
+    };
+    // A reconnect: each side knows what it shared before (a fresh session otherwise).
+    let (mut ds, mut ss) = (shared(srv), shared(srv));
+    ds.shared_heads
+        .retain(|h| dev.get_change_by_hash(h).is_some());
+    let (mut trips, mut bytes) = (0, 0);
+    for _ in 0..50 {
+        let mut any = false;
+        if let Some(m) = dev.sync().generate_sync_message(&mut ds) {
+            let enc = m.encode();
+            bytes += enc.len();
+            srv.sync()
+                .receive_sync_message(&mut ss, Message::decode(&enc)?)?;
+            any = true;
+        }
+        if let Some(m) = srv.sync().generate_sync_message(&mut ss) {
+            let enc = m.encode();
+            bytes += enc.len();
+            dev.sync()
+                .receive_sync_message(&mut ds, Message::decode(&enc)?)?;
+            any = true;
+        }
+        if !any {
+            break;
+        }
+        trips += 1;
+    }
+    ensure!(
+        dev.get_heads()
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            == srv.get_heads().iter().collect(),
+        "per-document sync converged"
+    );
+    Ok((trips, bytes))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Sync scenarios: a no-op sync with many documents in scope, a day of work both ways, and
+/// the per-document Automerge sync baseline on the same workloads, measured in the same run.
+pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
+    use gridsync_core::client::RetryPolicy;
+    use gridsync_core::records::Visit;
+    use gridsync_core::sync::SyncSession;
+    use gridsync_server::Storage;
+    use gridsync_server::auth::Role;
+
+    let n_docs: usize = if quick { 200 } else { 10_000 };
+    let dir = tempfile::tempdir()?;
+    let server = crate::LocalServer::start(
+        &dir.path().join("server"),
+        gridsync_server::Config::default(),
+    )
+    .await?;
+    let retry = RetryPolicy::default();
+    let (a, client_a) = server
+        .phone(
+            &dir.path().join("a.db"),
+            "周网格",
+            Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+    let (b, client_b) = server
+        .phone(
+            &dir.path().join("b.db"),
+            "吴网格",
+            Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+
+    // --- No-op sync with n_docs in scope.
+    let households: Vec<Household> = (0..n_docs as u64)
+        .map(|i| sample::household(i, 1, 0))
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in households.chunks(1000) {
+        ids.extend(a.create_many(grid(), chunk).await?);
+    }
+    let start = Instant::now();
+    let first = client_a.sync(&a, 10_000).await?;
+    out.insert(format!("initial_push_{n_docs}_docs_ms"), json!(ms(start)));
+    ensure!(first.acked == n_docs, "pushed {} of {n_docs}", first.acked);
+    let start = Instant::now();
+    let pulled = client_b.sync(&b, 10_000).await?;
+    out.insert(
+        format!("new_phone_first_sync_{n_docs}_docs_ms"),
+        json!(ms(start)),
+    );
+    out.insert(
+        "new_phone_first_sync_round_trips".into(),
+        json!(pulled.round_trips),
+    );
+    ensure!(
+        pulled.pulled_docs == n_docs,
+        "new phone pulled {} of {n_docs}",
+        pulled.pulled_docs
+    );
+    let noop = client_a.sync(&a, 10).await?;
+    ensure!(
+        noop.round_trips == 1 && noop.pulled_changes == 0,
+        "a no-op is one empty round trip: {noop:?}"
+    );
+    out.insert("noop_docs_in_scope".into(), json!(n_docs));
+    out.insert("noop_sync_round_trips".into(), json!(noop.round_trips));
+    out.insert("noop_sync_request_bytes".into(), json!(noop.bytes_sent));
+    out.insert(
+        "noop_sync_response_bytes".into(),
+        json!(noop.bytes_received),
+    );
+    // Server time: the raw no-op request over loopback HTTP, median of 21.
+    let (req, _) = SyncSession::new(a.clone()).build_request().await?;
+    let body = req.encode();
+    let token = a.meta("device_token").await?.context("token")?;
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let start = Instant::now();
+        let resp = http
+            .post(format!("{}/v1/sync", server.url))
+            .bearer_auth(&token)
+            .body(body.clone())
+            .send()
+            .await?;
+        ensure!(
+            resp.status().is_success(),
+            "no-op request failed: {}",
+            resp.status()
+        );
+        let _ = resp.bytes().await?;
+        times.push(ms(start));
+    }
+    out.insert("noop_sync_ms".into(), json!(median(times)));
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let start = Instant::now();
+        client_a.sync(&a, 10).await?;
+        times.push(ms(start));
+    }
+    out.insert("noop_sync_client_total_ms".into(), json!(median(times)));
+
+    // Baseline: one Automerge sync exchange per document on reconnect.
+    let (mut trips, mut bytes) = (0usize, 0usize);
+    for id in &ids {
+        let mut dev = a.load(*id).await?.automerge().clone();
+        let mut srv = server
+            .storage
+            .load(*id)
+            .await?
+            .context("server doc")?
+            .automerge()
+            .clone();
+        let (t, b) = perdoc_exchange(&mut dev, &mut srv)?;
+        trips += t;
+        bytes += b;
+    }
+    out.insert("perdoc_noop_sync_round_trips".into(), json!(trips));
+    out.insert("perdoc_noop_sync_bytes".into(), json!(bytes));
+
+    // --- A day of work: 40 changes over 20 documents from each side.
+    let day_docs = &ids[..20];
+    let visit = |who: &str, n: usize| Visit {
+        worker: who.into(),
+        at: 1_760_000_000_000 + n as i64,
+        gps: Some(gridsync_core::records::Gps::new(30.25, 120.16)),
+        purpose: "日常走访".into(),
+        findings: format!("第 {n} 次走访，情况正常"),
+        photos: Default::default(),
+        cases: Vec::new(),
+    };
+    for (n, id) in day_docs.iter().enumerate() {
+        b.update::<Household>(*id, |h| {
+            h.visits
+                .insert(gridsync_proto::RecordId::new(), visit("吴网格", n));
+        })
+        .await?;
+        b.update::<Household>(*id, |h| {
+            h.flags.insert("low_income".into());
+        })
+        .await?;
+    }
+    client_b.sync(&b, 10).await?;
+    // Heads before A's day: everything after them crosses the wire in A's sync.
+    let mut before = Vec::new();
+    for id in day_docs {
+        before.push(a.load(*id).await?.heads());
+    }
+    for (n, id) in day_docs.iter().enumerate() {
+        a.update::<Household>(*id, |h| {
+            h.visits
+                .insert(gridsync_proto::RecordId::new(), visit("周网格", n));
+        })
+        .await?;
+        a.update::<Household>(*id, |h| h.address.push_str(" (已核实)"))
+            .await?;
+    }
+    // Baseline first, on copies of the same state.
+    let (mut trips, mut bytes, mut rounds) = (0usize, 0usize, 0usize);
+    for id in day_docs {
+        let mut dev = a.load(*id).await?.automerge().clone();
+        let mut srv = server
+            .storage
+            .load(*id)
+            .await?
+            .context("server doc")?
+            .automerge()
+            .clone();
+        let (t, b) = perdoc_exchange(&mut dev, &mut srv)?;
+        trips += t;
+        bytes += b;
+        rounds = rounds.max(t);
+    }
+    out.insert("perdoc_sync_round_trips".into(), json!(trips));
+    out.insert("perdoc_sync_latency_rounds".into(), json!(rounds));
+    out.insert("perdoc_sync_wire_bytes".into(), json!(bytes));
+    let day = client_a.sync(&a, 10).await?;
+    let (mut raw, mut changes) = (0usize, 0usize);
+    for (id, heads) in day_docs.iter().zip(&before) {
+        // A's 40 own changes and B's 40, as raw Automerge change bytes.
+        for c in a.load(*id).await?.changes_since(heads) {
+            raw += c.raw_bytes().len();
+            changes += 1;
+        }
+    }
+    ensure!(changes == 80, "the day moved 80 changes, found {changes}");
+    ensure!(
+        day.pulled_changes == 40,
+        "A received B's 40 changes: {day:?}"
+    );
+    ensure!(day.acked == 20, "A's 20 documents acknowledged: {day:?}");
+    out.insert("day_sync_changes".into(), json!(changes));
+    out.insert("day_sync_round_trips".into(), json!(day.round_trips));
+    out.insert(
+        "day_sync_wire_bytes".into(),
+        json!(day.bytes_sent + day.bytes_received),
+    );
+    out.insert("day_sync_raw_change_bytes".into(), json!(raw));
     Ok(())
 }

@@ -1,3 +1,77 @@
-//! Shared helpers for gridsync's cross-crate integration tests and the `gridsync-bench` binary.
+//! Shared helpers for gridsync's cross-crate integration tests and the `gridsync-bench` binary:
+//! a real server on an ephemeral port and enrolled phones.
 
 pub mod bench;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use gridsync_core::Store;
+use gridsync_core::client::{RetryPolicy, SyncClient};
+use gridsync_proto::GridCode;
+use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_hash};
+use gridsync_server::{AppState, Config, SqliteStorage, Storage, app};
+
+/// A server serving on 127.0.0.1 (ephemeral port) from a data directory, inside this process.
+pub struct LocalServer {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The storage it serves (shared with the test, which may inspect it).
+    pub storage: SqliteStorage,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LocalServer {
+    /// Opens `data_dir` and serves it with `config`.
+    pub async fn start(data_dir: &Path, config: Config) -> Result<Self> {
+        let storage = SqliteStorage::open(data_dir).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let router = app(AppState::new(storage.clone(), config));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { url, storage, task })
+    }
+
+    /// Makes a one-time enrollment code, as `gridsync-server device enroll` does.
+    pub async fn enrollment(&self, name: &str, role: Role, scopes: &[GridCode]) -> Result<String> {
+        let code = new_enrollment_code();
+        self.storage
+            .create_enrollment(
+                &secret_hash(&normalize_code(&code)),
+                name,
+                role,
+                scopes,
+                i64::MAX,
+            )
+            .await?;
+        Ok(code)
+    }
+
+    /// Opens a phone store at `path` and enrolls it.
+    pub async fn phone(
+        &self,
+        path: &Path,
+        name: &str,
+        role: Role,
+        scopes: &[GridCode],
+        retry: RetryPolicy,
+    ) -> Result<(Store, SyncClient)> {
+        let store = Store::open(path).await?;
+        store.set_meta("worker", name).await?;
+        let client = SyncClient::new(&self.url, retry)?;
+        let code = self.enrollment(name, role, scopes).await?;
+        client
+            .enroll(&store, &code)
+            .await
+            .context("enrolling a phone")?;
+        Ok((store, client))
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
