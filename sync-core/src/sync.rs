@@ -265,12 +265,13 @@ impl SyncSession {
                     .await?;
             }
             if pull.sync.is_some() {
-                // Still in fallback if either side has more to say.
-                let state = self.fallback.entry(pull.doc).or_default();
+                // Still in fallback if this side has more to say. Peek on a copy: generating
+                // marks changes as sent, which may only happen when a message really goes out.
+                let mut probe = self.fallback.entry(pull.doc).or_default().clone();
                 if doc
                     .automerge()
                     .sync()
-                    .generate_sync_message(state)
+                    .generate_sync_message(&mut probe)
                     .is_some()
                 {
                     report.more = true;

@@ -5,4 +5,5 @@ mod convergence;
 mod crash_storm;
 mod harness;
 mod hostile;
+mod recovery;
 mod sync_props;

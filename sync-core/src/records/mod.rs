@@ -15,7 +15,10 @@ mod inspection;
 pub use case::{Case, CaseEvent, CaseSource, Party, Urgency};
 pub use common::{Gps, Millis, PhotoRef, PhotoStage, set_as_map};
 pub use grid::{Grid, RosterEntry};
-pub use household::{Household, Relation, Residence, Resident, ResidentStatus, Visit};
+pub use household::{
+    HOUSEHOLD_FLAGS, Household, KEY_CATEGORIES, Relation, Residence, Resident, ResidentStatus,
+    Visit,
+};
 pub use inspection::{Checkpoint, Finding, Inspection, TrackPoint};
 
 use gridsync_proto::DocType;

@@ -4,5 +4,6 @@ mod crash;
 mod documents;
 mod helpers;
 mod merge_props;
+mod records;
 mod schema;
 mod store;

@@ -1,0 +1,176 @@
+//! Unusual states the batched path cannot handle alone: a server restored from an older backup
+//! (the phone's acknowledged heads are unknown to it) falls back to Automerge's sync protocol;
+//! a large backlog is paged so no response is huge.
+
+use gridsync_core::client::RetryPolicy;
+use gridsync_core::records::{Household, Residence, Visit};
+use gridsync_proto::RecordId;
+use gridsync_server::auth::Role;
+use gridsync_server::storage::PullBudget;
+use gridsync_server::{Config, Storage};
+use gridsync_tests::LocalServer;
+
+use crate::harness::{GRID_A, code, quick_retry};
+
+fn visit(n: usize) -> Visit {
+    Visit {
+        worker: "周网格".into(),
+        at: n as i64,
+        gps: None,
+        purpose: "日常走访".into(),
+        findings: format!("第 {n} 次"),
+        photos: Default::default(),
+        cases: vec![],
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[tokio::test]
+async fn a_server_restored_from_backup_is_repaired_by_the_sync_protocol() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let backup = dir.path().join("backup");
+    let server = LocalServer::start(&data, Config::default())
+        .await
+        .expect("server");
+    let (a, client) = server
+        .phone(
+            &dir.path().join("a.db"),
+            "周网格",
+            Role::Worker,
+            &[code(GRID_A)],
+            quick_retry(),
+        )
+        .await
+        .expect("phone");
+    let hid = a
+        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
+        .await
+        .expect("create");
+    client.sync(&a, 10).await.expect("first sync");
+    // The operator's nightly backup (taken with the server stopped).
+    let url = server.url.clone();
+    server.storage.close().await;
+    drop(server);
+    copy_dir(&data, &backup);
+    let server = LocalServer::start(&data, Config::default())
+        .await
+        .expect("restart");
+    let client =
+        gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
+    let v1 = RecordId::new();
+    a.update::<Household>(hid, |h| {
+        h.visits.insert(v1, visit(1));
+    })
+    .await
+    .expect("edit 1");
+    client.sync(&a, 10).await.expect("second sync");
+    // Disaster: the server is restored from the backup, losing the second sync.
+    server.storage.close().await;
+    drop(server);
+    std::fs::remove_dir_all(&data).expect("wipe");
+    copy_dir(&backup, &data);
+    let server = LocalServer::start(&data, Config::default())
+        .await
+        .expect("restored");
+    let client =
+        gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
+    let _ = url;
+    let v2 = RecordId::new();
+    a.update::<Household>(hid, |h| {
+        h.visits.insert(v2, visit(2));
+    })
+    .await
+    .expect("edit 2");
+    // The phone pushes only what it thinks is new; the server lacks its dependencies, asks for
+    // the sync protocol, and the two converge.
+    let report = client.sync(&a, 20).await.expect("recovering sync");
+    assert!(
+        report.round_trips >= 2,
+        "the fallback took extra rounds: {report:?}"
+    );
+    let doc = server
+        .storage
+        .load(hid)
+        .await
+        .expect("load")
+        .expect("on the server");
+    let h: Household = doc.read().expect("read");
+    assert!(
+        h.visits.contains_key(&v1),
+        "the change lost with the backup came back from the phone"
+    );
+    assert!(h.visits.contains_key(&v2));
+    assert_eq!(a.unsynced_count().await.expect("count"), 0);
+    let again = client.sync(&a, 5).await.expect("steady state");
+    assert_eq!(again.round_trips, 1, "back to one round trip: {again:?}");
+}
+
+#[tokio::test]
+async fn a_large_backlog_is_paged_and_still_converges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        pull_budget: PullBudget {
+            max_bytes: 4 * 1024,
+            max_changes: 7,
+            max_docs: 5,
+        },
+        ..Config::default()
+    };
+    let server = LocalServer::start(&dir.path().join("server"), config)
+        .await
+        .expect("server");
+    let retry = RetryPolicy {
+        attempts: 2,
+        ..quick_retry()
+    };
+    let (a, ca) = server
+        .phone(
+            &dir.path().join("a.db"),
+            "周网格",
+            Role::Worker,
+            &[code(GRID_A)],
+            retry,
+        )
+        .await
+        .expect("a");
+    let (b, cb) = server
+        .phone(
+            &dir.path().join("b.db"),
+            "吴网格",
+            Role::Worker,
+            &[code(GRID_A)],
+            retry,
+        )
+        .await
+        .expect("b");
+    let records: Vec<Household> = (0..23)
+        .map(|i| gridsync_core::sample::household(i, 3, 2))
+        .collect();
+    let ids = a.create_many(code(GRID_A), &records).await.expect("import");
+    for id in &ids[..4] {
+        a.update::<Household>(*id, |h| h.address.push_str(" 已核实"))
+            .await
+            .expect("edit");
+    }
+    ca.sync(&a, 10).await.expect("push");
+    let report = cb.sync(&b, 50).await.expect("paged pull");
+    assert!(
+        report.round_trips >= 5,
+        "23 documents at 5 per page: {report:?}"
+    );
+    assert_eq!(report.pulled_changes, 27);
+    for id in &ids {
+        let mine = b.load(*id).await.expect("b has it").record_json();
+        let theirs = a.load(*id).await.expect("a").record_json();
+        assert_eq!(mine, theirs);
+    }
+    assert_eq!(cb.sync(&b, 5).await.expect("noop").round_trips, 1);
+}
