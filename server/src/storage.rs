@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use automerge::ChangeHash;
 use gridsync_core::Document;
-use gridsync_core::projection::{CaseRow, HouseholdRow, ResidentRow};
+use gridsync_core::projection::{CaseRow, HouseholdRow, PROJECTION_VERSION, ResidentRow};
 use gridsync_proto::{
     AckStatus, DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash,
 };
@@ -326,10 +326,26 @@ impl SqliteStorage {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self {
+        let storage = Self {
             pool,
             write_lock: std::sync::Arc::new(Mutex::new(())),
-        })
+        };
+        // Projections are derived data: when their definition changed, recompute them.
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'projection_version'")
+                .fetch_optional(&storage.pool)
+                .await?;
+        if version.as_deref() != Some(PROJECTION_VERSION) {
+            storage.rebuild_projections().await?;
+            sqlx::query(
+                "INSERT INTO server_meta (key, value) VALUES ('projection_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(PROJECTION_VERSION)
+            .execute(&storage.pool)
+            .await?;
+        }
+        Ok(storage)
     }
 
     /// The pool (for tests and admin commands).

@@ -8,6 +8,8 @@
 //!   compacted snapshots, and relational projections updated in the same transaction.
 //! - [`sync`]: the phone's side of the batched sync protocol, sans-I/O over the store;
 //!   [`client`]: its HTTP transport with backoff.
+//! - [`workflow`]: the case loop (report → dispatch → handle → check → close → follow-up) as
+//!   a state machine derived from the case's event log, with deadlines on a working calendar.
 
 pub mod client;
 pub mod document;
@@ -17,6 +19,7 @@ pub mod sample;
 pub mod store;
 pub mod sync;
 pub mod validate;
+pub mod workflow;
 
 pub use document::{DocError, Document, FieldConflict};
 pub use store::{Store, StoreError};

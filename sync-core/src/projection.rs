@@ -103,7 +103,7 @@ pub struct VisitRow {
     pub findings: String,
 }
 
-/// One case, for case lists by status.
+/// One case, for case lists, dashboards and indicators.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct CaseRow {
     /// The case document.
@@ -113,10 +113,12 @@ pub struct CaseRow {
     pub grid: String,
     /// Short title.
     pub title: String,
-    /// Derived status.
+    /// Derived workflow status.
     pub status: String,
     /// Where it came from.
     pub source: String,
+    /// 大类 code.
+    pub category: String,
     /// 小类 code.
     pub subcategory: String,
     /// `normal` / `urgent`.
@@ -125,6 +127,34 @@ pub struct CaseRow {
     pub reported_at: i64,
     /// Address of the problem.
     pub address: String,
+    /// Lead department, once dispatched.
+    pub lead: Option<String>,
+    /// Co-departments, comma-separated.
+    pub co: String,
+    /// When (last) dispatched.
+    pub dispatched_at: Option<i64>,
+    /// Current deadline.
+    pub deadline: Option<i64>,
+    /// When the amber flag starts.
+    pub amber_at: Option<i64>,
+    /// When the department reported its result.
+    pub handled_at: Option<i64>,
+    /// When it was closed.
+    pub closed_at: Option<i64>,
+    /// 1 when the grid worker closed it alone (自办自结).
+    pub self_closed: i64,
+    /// Times the result was sent back.
+    pub reworks: i64,
+    /// Approved extensions.
+    pub extensions: i64,
+    /// 1 when it was ever suspended (挂账).
+    pub ever_suspended: i64,
+    /// 回访 satisfaction.
+    pub satisfaction: Option<String>,
+    /// 督办 notices.
+    pub supervisions: i64,
+    /// Workflow events that did not apply (for the dispatcher to look at).
+    pub event_conflicts: i64,
     /// Fields with unresolved concurrent values.
     pub conflict_count: i64,
 }
@@ -160,6 +190,9 @@ pub struct InspectionRow {
     pub findings: i64,
 }
 
+/// Bumped whenever a projection's shape or meaning changes: stores rebuild on open.
+pub const PROJECTION_VERSION: &str = "2";
+
 /// Every row one document contributes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Projection {
@@ -177,7 +210,7 @@ pub enum Projection {
     /// A case document with the households it concerns.
     Case {
         /// The case row.
-        case: CaseRow,
+        case: Box<CaseRow>,
         /// Links to households and residents.
         links: Vec<CaseLinkRow>,
     },
@@ -286,19 +319,35 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                 .collect();
             links.sort_by_key(|l| (l.household_id, l.resident_id));
             links.dedup();
+            let state = c.state();
             Projection::Case {
-                case: CaseRow {
+                case: Box::new(CaseRow {
                     doc_id: id,
                     grid,
-                    status: c.status().to_owned(),
+                    status: state.status.as_str().to_owned(),
                     title: c.title,
                     source: snake(&c.source),
+                    category: c.category,
                     subcategory: c.subcategory,
                     urgency: snake(&c.urgency),
-                    reported_at: c.reported_at,
+                    reported_at: state.reported_at.unwrap_or(c.reported_at),
                     address: c.address,
+                    lead: state.lead.clone(),
+                    co: state.co.join(","),
+                    dispatched_at: state.dispatched_at,
+                    deadline: state.deadline,
+                    amber_at: state.amber_at,
+                    handled_at: state.handled_at,
+                    closed_at: state.closed_at,
+                    self_closed: i64::from(state.self_closed),
+                    reworks: i64::from(state.reworks),
+                    extensions: i64::from(state.extensions),
+                    ever_suspended: i64::from(state.ever_suspended),
+                    satisfaction: state.satisfaction.map(|s| snake(&s)),
+                    supervisions: count(state.supervisions.len()),
+                    event_conflicts: count(state.conflicts.len()),
                     conflict_count,
-                },
+                }),
                 links,
             }
         }
@@ -442,19 +491,37 @@ pub async fn store_sqlite(
         }
         Projection::Case { case: c, links } => {
             sqlx::query(
-                "INSERT INTO p_cases (doc_id, grid, title, status, source, subcategory, urgency, \
-                 reported_at, address, conflict_count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO p_cases (doc_id, grid, title, status, source, category, subcategory, \
+                 urgency, reported_at, address, lead, co, dispatched_at, deadline, amber_at, \
+                 handled_at, closed_at, self_closed, reworks, extensions, ever_suspended, \
+                 satisfaction, supervisions, event_conflicts, conflict_count) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25)",
             )
             .bind(&id)
             .bind(c.grid)
             .bind(c.title)
             .bind(c.status)
             .bind(c.source)
+            .bind(c.category)
             .bind(c.subcategory)
             .bind(c.urgency)
             .bind(c.reported_at)
             .bind(c.address)
+            .bind(c.lead)
+            .bind(c.co)
+            .bind(c.dispatched_at)
+            .bind(c.deadline)
+            .bind(c.amber_at)
+            .bind(c.handled_at)
+            .bind(c.closed_at)
+            .bind(c.self_closed)
+            .bind(c.reworks)
+            .bind(c.extensions)
+            .bind(c.ever_suspended)
+            .bind(c.satisfaction)
+            .bind(c.supervisions)
+            .bind(c.event_conflicts)
             .bind(c.conflict_count)
             .execute(&mut *conn)
             .await?;

@@ -20,8 +20,14 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::document::{DocError, Document, FieldConflict};
+use crate::projection::PROJECTION_VERSION;
 use crate::projection::{CaseRow, GridRow, HouseholdRow, InspectionRow, ResidentRow, VisitRow};
-use crate::records::Record;
+use std::collections::BTreeMap;
+
+use gridsync_proto::RecordId;
+
+use crate::records::{Case, Record};
+use crate::workflow::{Action, Actor, CaseState, Role, WorkflowError, act, derive};
 
 /// How many change chunks a document may gather before the next write compacts it.
 pub const COMPACT_AFTER: i64 = 32;
@@ -42,6 +48,9 @@ pub enum StoreError {
     /// Projections could not be computed.
     #[error(transparent)]
     Projection(#[from] crate::projection::ProjectionError),
+    /// A workflow action was refused.
+    #[error(transparent)]
+    Workflow(#[from] crate::workflow::WorkflowError),
     /// No document with this id in the store.
     #[error("no document {0} in this store")]
     NotFound(DocId),
@@ -115,11 +124,19 @@ impl Store {
                 d
             }
         };
-        Ok(Self {
+        let store = Self {
             pool,
             device,
             write_lock: Arc::new(Mutex::new(())),
-        })
+        };
+        // Projections are derived data: when their definition changed, recompute them.
+        if store.meta("projection_version").await?.as_deref() != Some(PROJECTION_VERSION) {
+            store.rebuild_projections().await?;
+            store
+                .set_meta("projection_version", PROJECTION_VERSION)
+                .await?;
+        }
+        Ok(store)
     }
 
     /// The device this store writes as.
@@ -475,6 +492,50 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+
+    /// Who acts from this device: the worker's name and the role and department it enrolled
+    /// with (a worker until enrolled).
+    pub async fn actor(&self) -> Result<Actor, StoreError> {
+        let name = self
+            .meta("worker")
+            .await?
+            .unwrap_or_else(|| self.device.to_string());
+        let role = match self.meta("role").await? {
+            Some(r) => Role::from_str(&r).map_err(StoreError::Corrupt)?,
+            None => Role::Worker,
+        };
+        let dept = self.meta("department").await?.filter(|d| !d.is_empty());
+        Ok(Actor { name, role, dept })
+    }
+
+    /// Takes a workflow action on a case as `actor`: `plan` computes the event's data from the
+    /// case and its derived state (deadlines, departments). Refused actions write nothing.
+    pub async fn case_action(
+        &self,
+        id: DocId,
+        actor: &Actor,
+        action: Action,
+        note: &str,
+        at: i64,
+        plan: impl FnOnce(&Case, &CaseState) -> Result<BTreeMap<String, String>, WorkflowError>,
+    ) -> Result<RecordId, StoreError> {
+        let mut event_id = None;
+        self.modify(id, |doc| {
+            let mut case: Case = doc.read()?;
+            let state = derive(&case);
+            let data = plan(&case, &state)?;
+            let eid = act(&mut case, action, actor, at, note, data)?;
+            let event = case.events[&eid].clone();
+            event_id = Some(eid);
+            Ok(doc
+                .update::<Case>(|c| {
+                    c.events.insert(eid, event);
+                })?
+                .is_some())
+        })
+        .await?;
+        event_id.ok_or_else(|| StoreError::Corrupt("the action wrote no event".into()))
     }
 
     /// Closes the pool, flushing and checkpointing the WAL.

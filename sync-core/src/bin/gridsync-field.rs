@@ -5,15 +5,24 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
 use gridsync_core::client::{RetryPolicy, SyncClient};
 use gridsync_core::records::{
-    Case, CaseEvent, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party,
-    Relation, Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency, Visit,
+    Case, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party, PhotoRef,
+    PhotoStage, Relation, Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency,
+    Visit,
+};
+use gridsync_core::workflow::{
+    Action, Reference, Role, Satisfaction, TimeLimit, WorkflowError, act, plan_dispatch,
+    plan_extension, plan_resume,
 };
 use gridsync_core::{Store, sample};
 use gridsync_proto::{DocId, DocType, GridCode, RecordId};
 use serde::Serialize;
 use serde_json::json;
+use sha2::Digest;
 
 #[derive(Parser)]
 #[command(
@@ -41,9 +50,15 @@ struct Cli {
 enum Command {
     /// Set the worker's name on this phone and show the device id.
     Init {
-        /// The grid worker using this phone.
+        /// The person using this device.
         #[arg(long)]
         worker: String,
+        /// The role, until enrollment sets it: worker, dispatcher, department or leader.
+        #[arg(long)]
+        role: Option<String>,
+        /// The department, for a department clerk's device.
+        #[arg(long)]
+        department: Option<String>,
     },
     /// Show this phone's device id and worker.
     Whoami,
@@ -423,16 +438,47 @@ enum CaseCmd {
         #[arg(long)]
         description: Option<String>,
     },
-    /// Append a workflow event to the case log.
-    Event {
+    /// Take a workflow action: report, self_handle, close_self, verify, register, reject,
+    /// merge, dispatch, return, sign, request_extension, approve_extension, deny_extension,
+    /// suspend, resume, handle, start_check, pass_check, fail_check, follow_up, archive, reopen,
+    /// supervise.
+    Act {
         /// The case.
         id: DocId,
-        /// Event kind.
-        #[arg(long)]
-        kind: String,
-        /// Remark.
+        /// The action.
+        action: String,
+        /// Reason, result or instruction.
         #[arg(long, default_value = "")]
         note: String,
+        /// dispatch: the lead department (default: the category's).
+        #[arg(long)]
+        lead: Option<String>,
+        /// dispatch: co-departments, comma-separated (default: the category's).
+        #[arg(long)]
+        co: Option<String>,
+        /// follow_up: satisfied (满意), basically_satisfied (基本满意) or dissatisfied (不满意).
+        #[arg(long)]
+        satisfaction: Option<String>,
+        /// merge: the case this one duplicates.
+        #[arg(long)]
+        into: Option<DocId>,
+        /// request_extension / approve_extension: working days asked for or granted.
+        #[arg(long, default_value_t = 3)]
+        extra_days: u32,
+        /// A reference file replacing the built-in category table and calendar.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
+    /// Attach a photo to a case (kept by hash; the bytes travel separately).
+    Photo {
+        /// The case.
+        id: DocId,
+        /// before, during, after, check or record.
+        #[arg(long)]
+        stage: String,
+        /// The image file.
+        #[arg(long)]
+        file: PathBuf,
     },
     /// List cases.
     List {
@@ -577,9 +623,22 @@ async fn open_and_run(cli: Cli) -> Result<()> {
 
 async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
     match command {
-        Command::Init { worker } => {
+        Command::Init {
+            worker,
+            role,
+            department,
+        } => {
             if worker.trim().is_empty() {
                 bail!("--worker: is required");
+            }
+            if let Some(r) = &role {
+                Role::from_str(r)
+                    .map_err(anyhow::Error::msg)
+                    .context("--role")?;
+                store.set_meta("role", r).await?;
+            }
+            if let Some(d) = &department {
+                store.set_meta("department", d).await?;
             }
             store.set_meta("worker", worker.trim()).await?;
             let device = store.device();
@@ -1202,16 +1261,8 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                     },
                 );
             }
-            c.events.insert(
-                RecordId::new(),
-                CaseEvent {
-                    kind: "reported".into(),
-                    at: now,
-                    by: who,
-                    note: String::new(),
-                    data: Default::default(),
-                },
-            );
+            let actor = store.actor().await?;
+            act(&mut c, Action::Report, &actor, now, "", BTreeMap::new())?;
             let id = store.create(grid, &c).await?;
             out.print(&json!({"id": id}), || format!("case {id} reported"))
         }
@@ -1238,24 +1289,119 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                 }
             })
         }
-        CaseCmd::Event { id, kind, note } => {
-            let who = worker(store).await?;
-            let eid = RecordId::new();
-            store
-                .update::<Case>(id, |c| {
-                    c.events.insert(
-                        eid,
-                        CaseEvent {
-                            kind,
-                            at: now_ms(),
-                            by: who,
-                            note,
-                            data: Default::default(),
-                        },
-                    );
+        CaseCmd::Act {
+            id,
+            action,
+            note,
+            lead,
+            co,
+            satisfaction,
+            into,
+            extra_days,
+            reference,
+        } => {
+            let action = Action::from_str(&action).map_err(anyhow::Error::msg)?;
+            let reference = match reference {
+                Some(path) => Reference::from_json(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => Reference::builtin(),
+            };
+            let actor = store.actor().await?;
+            let now = now_ms();
+            let co: Option<Vec<String>> = co.map(|c| {
+                c.split(',')
+                    .map(|d| d.trim().to_owned())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            });
+            let eid = store
+                .case_action(id, &actor, action, &note, now, |case, state| {
+                    let mut data = BTreeMap::new();
+                    match action {
+                        Action::Dispatch => {
+                            return plan_dispatch(
+                                case,
+                                &reference,
+                                now,
+                                lead.as_deref(),
+                                co.as_deref(),
+                            );
+                        }
+                        Action::ApproveExtension => {
+                            return Ok(plan_extension(
+                                state,
+                                &reference,
+                                TimeLimit::WorkingDays(extra_days),
+                            ));
+                        }
+                        Action::RequestExtension => {
+                            data.insert("extra_days".into(), extra_days.to_string());
+                        }
+                        Action::Resume => return Ok(plan_resume(state, &reference, now)),
+                        Action::FollowUp => {
+                            if let Some(s) = &satisfaction {
+                                let s: Satisfaction =
+                                    s.parse().map_err(|e: String| WorkflowError::NotAllowed {
+                                        action: "follow_up",
+                                        reason: e,
+                                    })?;
+                                data.insert(
+                                    "satisfaction".into(),
+                                    serde_json::to_value(s)
+                                        .ok()
+                                        .and_then(|v| v.as_str().map(str::to_owned))
+                                        .unwrap_or_default(),
+                                );
+                            }
+                        }
+                        Action::Merge => {
+                            if let Some(i) = into {
+                                data.insert("into".into(), i.to_string());
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(data)
                 })
                 .await?;
-            out.print(&json!({"event": eid}), || format!("event {eid}"))
+            out.print(&json!({"event": eid, "action": action}), || {
+                format!("{} recorded ({eid})", action.as_str())
+            })
+        }
+        CaseCmd::Photo { id, stage, file } => {
+            let stage: PhotoStage = parse_enum(&stage)
+                .map_err(anyhow::Error::msg)
+                .context("--stage")?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let mime = match file
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                Some("jpg" | "jpeg") => "image/jpeg",
+                Some("png") => "image/png",
+                Some("webp") => "image/webp",
+                _ => bail!("--file: only JPEG, PNG and WebP photos are accepted"),
+            };
+            let pid = RecordId::new();
+            let photo = PhotoRef {
+                sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                stage,
+                taken_at: now_ms(),
+                gps: None,
+                size: bytes.len() as u64,
+                mime: mime.into(),
+            };
+            store
+                .update::<Case>(id, |c| {
+                    c.photos.insert(pid, photo);
+                })
+                .await?;
+            out.print(&json!({"photo": pid}), || format!("photo {pid} attached"))
         }
         CaseCmd::List { status } => {
             let rows = store.cases(status.as_deref()).await?;
@@ -1284,13 +1430,15 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
             let doc = store.load(id).await?;
             let c: Case = doc.read()?;
             let conflicts = doc.conflicts();
+            let state = c.state();
+            let flags = state.flags(now_ms());
             out.print(
-                &json!({"header": doc.header(), "case": c, "status": c.status(), "conflicts": conflicts}),
+                &json!({"header": doc.header(), "case": c, "state": state, "flags": flags, "conflicts": conflicts}),
                 || {
                     let mut s = format!(
                         "{} [{}]  {:?} {:?}  {}\n{}\n",
                         c.title,
-                        c.status(),
+                        state.status.as_str(),
                         c.source,
                         c.urgency,
                         c.address,
@@ -1300,6 +1448,24 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                     events.sort_by_key(|e| e.at);
                     for e in events {
                         s += &format!("  {} {} {} {}\n", fmt_time(e.at), e.by, e.kind, e.note);
+                    }
+                    if let Some(lead) = &state.lead {
+                        s += &format!("lead {lead}, co {}\n", state.co.join(","));
+                    }
+                    if let Some(d) = state.deadline {
+                        s += &format!(
+                            "deadline {}{}{}{}\n",
+                            fmt_time(d),
+                            if flags.overdue { "  🔴 overdue" } else if flags.amber { "  🟠 amber" } else { "" },
+                            if flags.urged { "  催办" } else { "" },
+                            if state.extensions > 0 { format!("  ({} extension(s))", state.extensions) } else { String::new() }
+                        );
+                    }
+                    for sup in &state.supervisions {
+                        s += &format!("督办 {} {}: {}\n", fmt_time(sup.at), sup.by, sup.note);
+                    }
+                    for x in &state.conflicts {
+                        s += &format!("⚠ event {} ({}, by {}) not applied in {}: {}\n", x.event, x.kind, x.by, x.landed_in.as_str(), x.reason);
                     }
                     for x in &conflicts {
                         s += &format!("⚠ conflict at {}: {:?}\n", x.path, x.values);

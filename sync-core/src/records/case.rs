@@ -64,6 +64,16 @@ pub struct CaseEvent {
     pub at: Millis,
     /// The person who acted.
     pub by: String,
+    /// The role the author's device was enrolled with (`worker`, `dispatcher`, ...); the
+    /// server checks it against the device that sent the event.
+    #[serde(default)]
+    pub role: String,
+    /// The author's department, for department clerks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dept: Option<String>,
+    /// The events the author had seen (the log's heads then): the causal order of the fold.
+    #[serde(default)]
+    pub after: Vec<RecordId>,
     /// Free-form remark (reason, result, instruction).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
@@ -110,13 +120,9 @@ pub struct Case {
 const PARTY_ROLES: &[&str] = &["reporter", "involved", "respondent"];
 
 impl Case {
-    /// The status shown in lists until the workflow state machine lands: the kind of the latest
-    /// event (ordered by time, then id, so every replica agrees), or `draft` with no events.
-    pub fn status(&self) -> &str {
-        self.events
-            .iter()
-            .max_by(|(ia, a), (ib, b)| a.at.cmp(&b.at).then(ia.cmp(ib)))
-            .map_or("draft", |(_, e)| e.kind.as_str())
+    /// The workflow state derived from the event log (see `crate::workflow`).
+    pub fn state(&self) -> crate::workflow::CaseState {
+        crate::workflow::derive(self)
     }
 }
 

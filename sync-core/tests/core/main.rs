@@ -7,3 +7,4 @@ mod merge_props;
 mod records;
 mod schema;
 mod store;
+mod workflow;

@@ -92,9 +92,12 @@ fn document_schema_snapshots() {
     c.events.insert(
         rid(50),
         CaseEvent {
-            kind: "reported".into(),
+            kind: "report".into(),
             at: 1_760_000_000_000,
             by: "周网格".into(),
+            role: "worker".into(),
+            dept: None,
+            after: vec![],
             note: String::new(),
             data: Default::default(),
         },
