@@ -303,6 +303,9 @@ pub struct EnrollResponse {
     pub role: String,
     /// The grid codes (or town code) the device may see and write.
     pub scopes: Vec<String>,
+    /// The department, for a department clerk's device.
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// The JSON body of every HTTP error: `{ "error": { "code": "...", "message": "..." } }`.

@@ -3,50 +3,12 @@
 //! **Invariant:** the server never stores a token or an enrollment code, only their SHA-256;
 //! a stolen database does not let anyone sync as a device.
 
-use std::fmt;
-use std::str::FromStr;
-
 use gridsync_proto::{DeviceId, GridCode};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-/// What a device may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// A grid worker's phone: reads and writes its grids.
-    Worker,
-    /// A dispatcher at the town centre: sees the whole town.
-    Dispatcher,
-}
-
-impl Role {
-    /// The stable lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Worker => "worker",
-            Role::Dispatcher => "dispatcher",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "worker" => Ok(Role::Worker),
-            "dispatcher" => Ok(Role::Dispatcher),
-            other => Err(format!(
-                "unknown role {other:?} (expected worker or dispatcher)"
-            )),
-        }
-    }
-}
+/// What a device may do: the workflow's roles (intake is the server's own, never enrolled).
+pub use gridsync_core::workflow::Role;
 
 /// An enrolled, authenticated device as a request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +20,26 @@ pub struct Device {
     /// Its role.
     pub role: Role,
     /// The units it may see and write: a document is in scope when one of these contains its
-    /// scope.
+    /// scope. For a department clerk, the towns it serves (and then only the cases currently
+    /// dispatched to its department).
     pub scopes: Vec<GridCode>,
+    /// The department a clerk's device is bound to.
+    pub department: Option<String>,
+}
+
+impl Device {
+    /// The keys of the feed this device pulls from: its grid codes, or its department.
+    pub fn feed_scopes(&self) -> Vec<String> {
+        match (&self.department, self.role) {
+            (Some(d), Role::Department) => vec![department_scope(d)],
+            _ => self.scopes.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// The feed key of a department's cases.
+pub fn department_scope(dept: &str) -> String {
+    format!("dept:{dept}")
 }
 
 /// Parses a comma-separated list of grid codes and checks it fits the role.

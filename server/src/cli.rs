@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{Role, new_enrollment_code, normalize_code, parse_scopes, secret_hash};
+use gridsync_core::workflow::Reference;
+
+use crate::auth::{
+    Role, new_enrollment_code, new_token, normalize_code, parse_scopes, secret_hash,
+};
 use crate::{AppState, Config, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -27,6 +31,9 @@ struct Cli {
         default_value = "gridsync-data"
     )]
     data_dir: PathBuf,
+    /// A reference file (departments, category table, calendar) replacing the built-in one.
+    #[arg(long, env = "GRIDSYNC_REFERENCE", global = true)]
+    reference: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +59,19 @@ enum Command {
     /// Enroll, revoke and list devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Keys for intake systems (the 12345 hotline, residents' mini-programs).
+    #[command(subcommand)]
+    IntakeKey(IntakeKeyCmd),
+}
+
+#[derive(Subcommand)]
+enum IntakeKeyCmd {
+    /// Print a new key for an intake system (shown once; only its hash is kept).
+    Create {
+        /// The system's name, recorded as the source of its cases (e.g. 12345).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,12 +81,17 @@ enum DeviceCmd {
         /// Who or what the device is (e.g. 「周网格 手机」).
         #[arg(long)]
         name: String,
-        /// worker (its grids) or dispatcher (a whole town).
+        /// worker (its grids), dispatcher or leader (a whole town), or department (the cases
+        /// dispatched to its department).
         #[arg(long)]
         role: Role,
-        /// Comma-separated grid codes (a worker's grids, or the dispatcher's town code).
+        /// Comma-separated grid codes (a worker's grids, or the town code of a dispatcher,
+        /// leader or department clerk).
         #[arg(long)]
         grids: String,
+        /// The department a clerk's device belongs to (`D01`, ...), for `--role department`.
+        #[arg(long)]
+        department: Option<String>,
         /// Days before an unused code expires.
         #[arg(long, default_value_t = 7)]
         valid_days: i64,
@@ -98,6 +123,13 @@ pub fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let reference = match &cli.reference {
+        Some(path) => Reference::from_json(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => Reference::builtin(),
+    };
     let storage = SqliteStorage::open(&cli.data_dir)
         .await
         .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
@@ -110,6 +142,7 @@ async fn run(cli: Cli) -> Result<()> {
             let config = Config {
                 max_in_flight,
                 request_timeout: Duration::from_secs(request_timeout),
+                reference: std::sync::Arc::new(reference),
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(listen)
@@ -137,12 +170,24 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             role,
             grids,
+            department,
             valid_days,
         }) => {
             let scopes = parse_scopes(role, &grids)
                 .map_err(anyhow::Error::msg)
                 .context("--grids")?;
             anyhow::ensure!(!name.trim().is_empty(), "--name: is required");
+            match (role, &department) {
+                (Role::Department, None) => {
+                    anyhow::bail!("--department: a department clerk's device needs its department")
+                }
+                (Role::Department, Some(d)) if !reference.has_department(d) => {
+                    anyhow::bail!("--department: {d} is not in the reference table")
+                }
+                (Role::Department, Some(_)) => {}
+                (_, Some(_)) => anyhow::bail!("--department: only for --role department"),
+                (_, None) => {}
+            }
             let code = new_enrollment_code();
             let expires = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
@@ -154,6 +199,7 @@ async fn run(cli: Cli) -> Result<()> {
                     name.trim(),
                     role,
                     &scopes,
+                    department.as_deref(),
                     expires,
                 )
                 .await?;
@@ -161,6 +207,18 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!(
                 "enrollment code for {name} ({role}, {}); valid {valid_days} days, usable once",
                 grids
+            );
+            Ok(())
+        }
+        Command::IntakeKey(IntakeKeyCmd::Create { name }) => {
+            anyhow::ensure!(!name.trim().is_empty(), "--name: is required");
+            let key = new_token();
+            storage
+                .create_intake_key(&secret_hash(&key), name.trim())
+                .await?;
+            println!("{key}");
+            eprintln!(
+                "intake key for {name}: send it as `Authorization: Bearer <key>` to POST /v1/intake/cases"
             );
             Ok(())
         }

@@ -22,7 +22,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Device, new_token, normalize_code, secret_hash};
+use gridsync_core::Document;
+use gridsync_core::records::{Case, CaseSource, Gps, Party, Urgency, polygon_contains};
+use gridsync_core::workflow::{Action, Actor, Reference, act};
+use gridsync_proto::{DocId, GridCode, GridLevel, RecordId};
+
+use crate::auth::{Device, Role, new_token, normalize_code, secret_hash};
+use crate::indicators::GroupBy;
 use crate::storage::{Cursor, EnrollError, PullBudget, Storage, StorageError};
 
 /// Server settings that handlers read.
@@ -34,6 +40,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Caps on one pull.
     pub pull_budget: PullBudget,
+    /// Departments, category table and working calendar.
+    pub reference: Arc<Reference>,
 }
 
 impl Default for Config {
@@ -42,6 +50,7 @@ impl Default for Config {
             max_in_flight: 64,
             request_timeout: Duration::from_secs(60),
             pull_budget: PullBudget::default(),
+            reference: Arc::new(Reference::builtin()),
         }
     }
 }
@@ -113,6 +122,18 @@ pub enum ApiError {
     /// Too many requests at once.
     #[error("the server is busy; retry shortly")]
     Busy,
+    /// The device's role may not use this endpoint.
+    #[error("{0}")]
+    Forbidden(String),
+    /// An intake case that cannot be accepted: the field and the reason.
+    #[error("{0}")]
+    InvalidCase(String),
+    /// No grid holds the reported location.
+    #[error("{0}")]
+    NoGrid(String),
+    /// Bad query parameters.
+    #[error("{0}")]
+    BadQuery(String),
     /// A storage failure (details in the log).
     #[error("internal error")]
     Internal(#[from] StorageError),
@@ -145,6 +166,10 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::InvalidCase(_) => (StatusCode::BAD_REQUEST, "invalid_case"),
+            ApiError::NoGrid(_) => (StatusCode::BAD_REQUEST, "no_grid"),
+            ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
         }
     }
 }
@@ -177,6 +202,8 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/enroll", post(enroll::<S>))
         .route("/v1/sync", post(sync::<S>))
+        .route("/v1/intake/cases", post(intake::<S>))
+        .route("/v1/indicators", get(indicators::<S>))
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))
@@ -250,6 +277,7 @@ async fn enroll<S: Storage>(
         name: device.name,
         role: device.role.to_string(),
         scopes: device.scopes.iter().map(ToString::to_string).collect(),
+        department: device.department,
     }))
 }
 
@@ -296,4 +324,294 @@ async fn sync<S: Storage>(
         resp.encode(),
     )
         .into_response())
+}
+
+/// `POST /v1/intake/cases` body: one case from the 12345 hotline or a residents' mini-program.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeCase {
+    /// The caller's order number; repeating it returns the same case (idempotent).
+    pub order_no: String,
+    /// `hotline12345` (default) or `resident`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Short title.
+    pub title: String,
+    /// 小类 code from the category table.
+    pub subcategory: String,
+    /// What the resident reported.
+    pub description: String,
+    /// Address of the problem.
+    pub address: String,
+    /// The grid, when the caller knows it.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// Where the problem is (used to find the grid when none is given).
+    #[serde(default)]
+    pub location: Option<Gps>,
+    /// Urgent cases get the category's urgent time limit.
+    #[serde(default)]
+    pub urgent: bool,
+    /// The resident who called.
+    #[serde(default)]
+    pub reporter: Option<IntakeReporter>,
+}
+
+/// The resident behind an intake case.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeReporter {
+    /// Name.
+    pub name: String,
+    /// Phone.
+    #[serde(default)]
+    pub phone: String,
+}
+
+/// `POST /v1/intake/cases` answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct IntakeAccepted {
+    /// The case document.
+    pub case: DocId,
+    /// The grid it was placed in.
+    pub grid: String,
+    /// False when this order number was already taken in (nothing new was created).
+    pub created: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn place<S: Storage>(state: &AppState<S>, req: &IntakeCase) -> Result<GridCode, ApiError> {
+    if let Some(g) = &req.grid {
+        let code = GridCode::parse(g).map_err(|e| ApiError::InvalidCase(format!("grid: {e}")))?;
+        if code.level() < GridLevel::Grid {
+            return Err(ApiError::InvalidCase(format!(
+                "grid: {code} is a {}, not a grid",
+                code.level().as_str()
+            )));
+        }
+        return Ok(code);
+    }
+    let Some(at) = req.location else {
+        return Err(ApiError::InvalidCase(
+            "grid: give a grid code or a location".into(),
+        ));
+    };
+    gridsync_core::validate::check_gps(at.lat, at.lon)
+        .map_err(|p| ApiError::InvalidCase(format!("location: {p}")))?;
+    // The deepest unit whose boundary holds the point (a micro-grid over its grid).
+    let grids = state.storage.grids().await?;
+    grids
+        .iter()
+        .filter_map(|g| {
+            let boundary: Vec<[f64; 2]> = serde_json::from_str(&g.boundary).ok()?;
+            let code = GridCode::parse(&g.code).ok()?;
+            (code.level() >= GridLevel::Grid && polygon_contains(&boundary, at.lat, at.lon))
+                .then_some(code)
+        })
+        .max_by_key(|c| c.level())
+        .ok_or_else(|| ApiError::NoGrid(format!("no grid's boundary holds {}, {}", at.lat, at.lon)))
+}
+
+async fn intake<S: Storage>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let _permit = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)?;
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    let source_name = state
+        .storage
+        .intake_source(&secret_hash(key))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
+    let req: IntakeCase = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadJson(format!("intake case: {e}")))?;
+    let order_no = req.order_no.trim();
+    if order_no.is_empty() || order_no.len() > 100 {
+        return Err(ApiError::InvalidCase(
+            "order_no: is required (at most 100 characters)".into(),
+        ));
+    }
+    if let Some(id) = state.storage.intake_order(&source_name, order_no).await? {
+        let grid = state
+            .storage
+            .load(id)
+            .await?
+            .map(|d| d.header().scope.to_string())
+            .unwrap_or_default();
+        return Ok((
+            StatusCode::OK,
+            Json(IntakeAccepted {
+                case: id,
+                grid,
+                created: false,
+            }),
+        )
+            .into_response());
+    }
+    let source = match req.source.as_deref().unwrap_or("hotline12345") {
+        "hotline12345" => CaseSource::Hotline12345,
+        "resident" => CaseSource::Resident,
+        other => {
+            return Err(ApiError::InvalidCase(format!(
+                "source: {other:?} is not hotline12345 or resident"
+            )));
+        }
+    };
+    if state.config.reference.category(&req.subcategory).is_none() {
+        return Err(ApiError::InvalidCase(format!(
+            "subcategory: {:?} is not in the category table",
+            req.subcategory
+        )));
+    }
+    let grid = place(&state, &req).await?;
+    let now = now_ms();
+    let mut case = Case {
+        title: req.title.clone(),
+        source,
+        category: req.subcategory.chars().take(2).collect(),
+        subcategory: req.subcategory.clone(),
+        location: req.location,
+        address: req.address.clone(),
+        description: req.description.clone(),
+        urgency: if req.urgent {
+            Urgency::Urgent
+        } else {
+            Urgency::Normal
+        },
+        reported_by: req
+            .reporter
+            .as_ref()
+            .map_or_else(|| source_name.clone(), |r| r.name.clone()),
+        reported_at: now,
+        parties: Default::default(),
+        photos: Default::default(),
+        events: Default::default(),
+    };
+    if let Some(r) = &req.reporter {
+        case.parties.insert(
+            RecordId::new(),
+            Party {
+                name: r.name.clone(),
+                phone: r.phone.clone(),
+                household: None,
+                resident: None,
+                role: "reporter".into(),
+            },
+        );
+    }
+    let actor = Actor {
+        name: source_name.clone(),
+        role: Role::Intake,
+        dept: None,
+    };
+    let note = format!("{source_name} 工单 {order_no}");
+    act(
+        &mut case,
+        Action::Report,
+        &actor,
+        now,
+        &note,
+        Default::default(),
+    )
+    .map_err(|e| ApiError::InvalidCase(e.to_string()))?;
+    let device = state.storage.intake_device().await?;
+    let doc = Document::create(DocId::new(), grid.clone(), device, &case)
+        .map_err(|e| ApiError::InvalidCase(e.to_string()))?;
+    let (id, created) = state
+        .storage
+        .create_intake_case(&source_name, order_no, doc)
+        .await?;
+    tracing::info!(case = %id, grid = %grid, source = %source_name, order_no, created, "intake case");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(IntakeAccepted {
+            case: id,
+            grid: grid.to_string(),
+            created,
+        }),
+    )
+        .into_response())
+}
+
+/// `GET /v1/indicators` parameters.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct IndicatorQuery {
+    /// Start (inclusive): `YYYY-MM-DD` (China time) or milliseconds.
+    pub from: String,
+    /// End (exclusive): `YYYY-MM-DD` (China time) or milliseconds.
+    pub to: String,
+    /// `grid`, `department` or `category`.
+    pub group_by: Option<GroupBy>,
+}
+
+fn parse_instant(field: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    let date = gridsync_core::validate::parse_date(v).ok_or_else(|| {
+        ApiError::BadQuery(format!(
+            "{field}: {v:?} is neither YYYY-MM-DD nor milliseconds"
+        ))
+    })?;
+    let offset =
+        time::UtcOffset::from_hms(8, 0, 0).map_err(|e| ApiError::BadQuery(e.to_string()))?;
+    let t = date.midnight().assume_offset(offset);
+    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+}
+
+async fn indicators<S: Storage>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<IndicatorQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let device = authenticate(&state, &headers).await?;
+    if !matches!(device.role, Role::Dispatcher | Role::Leader) {
+        return Err(ApiError::Forbidden(format!(
+            "indicators are for dispatchers and leaders, not a {}",
+            device.role
+        )));
+    }
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let from = parse_instant("from", &q.from)?;
+    let to = parse_instant("to", &q.to)?;
+    if to <= from {
+        return Err(ApiError::BadQuery("to: must be after from".into()));
+    }
+    let group_by = q.group_by.unwrap_or(GroupBy::Grid);
+    let rows: Vec<_> = state
+        .storage
+        .cases_reported_between(from, to)
+        .await?
+        .into_iter()
+        .filter(|c| GridCode::parse(&c.grid).is_ok_and(|g| crate::merge::in_scope(&device, &g)))
+        .collect();
+    let (groups, total) = crate::indicators::indicators(&rows, group_by, now_ms());
+    Ok(Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "group_by": group_by,
+        "groups": groups,
+        "total": total,
+    })))
 }

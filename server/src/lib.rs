@@ -6,10 +6,12 @@
 //! - [`auth`]: roles, scopes, enrollment codes, tokens.
 //! - [`http`]: the axum router ([`http::app`]) and the typed JSON errors.
 //! - [`cli`]: the `gridsync-server` command line.
+//! - [`indicators`]: closed-loop indicators computed from the case projection.
 
 pub mod auth;
 pub mod cli;
 pub mod http;
+pub mod indicators;
 pub mod merge;
 pub mod storage;
 

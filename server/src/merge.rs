@@ -10,9 +10,10 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use gridsync_core::Document;
 use gridsync_core::document::{DocError, actor_for};
 use gridsync_core::projection::project;
-use gridsync_proto::{DocHeader, DocPush, GridCode};
+use gridsync_core::records::Case;
+use gridsync_proto::{DocHeader, DocPush, DocType, GridCode};
 
-use crate::auth::Device;
+use crate::auth::{Device, Role};
 
 /// Why a push was refused (becomes `AckStatus::Rejected`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,85 @@ pub fn in_scope(device: &Device, scope: &GridCode) -> bool {
     device.scopes.iter().any(|s| s.contains(scope))
 }
 
+/// Whether `device` may write this document: inside its scopes, and for a department clerk
+/// only a case currently dispatched to its department (`dept_member`).
+pub fn may_write(device: &Device, header: &DocHeader, dept_member: bool) -> Result<(), Rejection> {
+    if !in_scope(device, &header.scope) {
+        return Err(reject(
+            "out_of_scope",
+            format!("grid {} is outside this device's scopes", header.scope),
+        ));
+    }
+    if device.role == Role::Department && !(header.doc_type == DocType::Case && dept_member) {
+        return Err(reject(
+            "out_of_scope",
+            "a department sees and writes only the cases currently dispatched to it",
+        ));
+    }
+    Ok(())
+}
+
+/// Workflow events are append-only and carry their author's role: a device may add events
+/// only in its own role (and department), and never change or remove an existing one.
+fn check_case_events(
+    before: Option<&Case>,
+    after: &Case,
+    device: &Device,
+) -> Result<(), Rejection> {
+    let empty = std::collections::BTreeMap::new();
+    let old = before.map_or(&empty, |c| &c.events);
+    for (id, e) in old {
+        if after.events.get(id) != Some(e) {
+            return Err(reject(
+                "event_changed",
+                format!("workflow event {id} was changed or removed; events are append-only"),
+            ));
+        }
+    }
+    for (id, e) in &after.events {
+        if old.contains_key(id) {
+            continue;
+        }
+        if e.role != device.role.as_str() {
+            return Err(reject(
+                "role_mismatch",
+                format!(
+                    "event {id} claims role {:?}, but this device is enrolled as {}",
+                    e.role, device.role
+                ),
+            ));
+        }
+        if device.role == Role::Department && e.dept != device.department {
+            return Err(reject(
+                "role_mismatch",
+                format!(
+                    "event {id} claims department {:?}, but this device belongs to {:?}",
+                    e.dept, device.department
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_events_if_case(
+    before: Option<&Case>,
+    doc: &Document,
+    device: &Device,
+) -> Result<(), Rejection> {
+    if doc.header().doc_type != DocType::Case {
+        return Ok(());
+    }
+    let after: Case = doc.read().map_err(doc_error)?;
+    check_case_events(before, &after, device)
+}
+
+fn case_of(doc: &Document) -> Option<Case> {
+    (doc.header().doc_type == DocType::Case)
+        .then(|| doc.read().ok())
+        .flatten()
+}
+
 fn check_new_changes(device: &Device, changes: &[Change]) -> Result<(), Rejection> {
     let actor = actor_for(device.id);
     for c in changes {
@@ -78,6 +158,7 @@ fn check_header(
     device: &Device,
     header: &DocHeader,
     claimed: Option<&DocHeader>,
+    dept_member: bool,
 ) -> Result<(), Rejection> {
     if let Some(claimed) = claimed
         && claimed != header
@@ -87,13 +168,7 @@ fn check_header(
             "the header sent does not match the document's own header",
         ));
     }
-    if !in_scope(device, &header.scope) {
-        return Err(reject(
-            "out_of_scope",
-            format!("grid {} is outside this device's scopes", header.scope),
-        ));
-    }
-    Ok(())
+    may_write(device, header, dept_member)
 }
 
 fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
@@ -128,15 +203,16 @@ pub fn merge_push(
     existing: Option<Document>,
     device: &Device,
     push: &DocPush,
+    dept_member: bool,
 ) -> Result<Merged, Rejection> {
     if let Some(msg) = &push.sync {
-        return merge_sync_message(existing, device, push, msg);
+        return merge_sync_message(existing, device, push, msg, dept_member);
     }
     let changes = decode_changes(push)?;
     let created = existing.is_none();
     let mut doc = match existing {
         Some(doc) => {
-            check_header(device, doc.header(), push.header.as_ref())?;
+            check_header(device, doc.header(), push.header.as_ref(), dept_member)?;
             doc
         }
         None => {
@@ -154,7 +230,7 @@ pub fn merge_push(
                     format!("the changes build document {}, not {}", doc.id(), push.doc),
                 ));
             }
-            check_header(device, doc.header(), push.header.as_ref())?;
+            check_header(device, doc.header(), push.header.as_ref(), dept_member)?;
             if doc.header().creator != device.id {
                 return Err(reject(
                     "actor_mismatch",
@@ -163,6 +239,7 @@ pub fn merge_push(
             }
             check_new_changes(device, &changes)?;
             project(&doc).map_err(doc_error)?;
+            check_events_if_case(None, &doc, device)?;
             return Ok(Merged::Stored {
                 doc: Box::new(doc),
                 new_changes: changes,
@@ -177,6 +254,7 @@ pub fn merge_push(
         .collect();
     check_new_changes(device, &new_changes)?;
     if !new_changes.is_empty() {
+        let before = case_of(&doc);
         doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
         if !doc.automerge().get_missing_deps(&[]).is_empty() {
             // Changes that depend on unknown ones are queued by Automerge, not applied; the
@@ -188,6 +266,7 @@ pub fn merge_push(
             });
         }
         project(&doc).map_err(doc_error)?;
+        check_events_if_case(before.as_ref(), &doc, device)?;
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),
@@ -202,13 +281,14 @@ fn merge_sync_message(
     device: &Device,
     push: &DocPush,
     msg: &[u8],
+    dept_member: bool,
 ) -> Result<Merged, Rejection> {
     let message = Message::decode(msg)
         .map_err(|e| reject("bad_sync_message", format!("document {}: {e}", push.doc)))?;
     let created = existing.is_none();
     let mut am = match &existing {
         Some(doc) => {
-            check_header(device, doc.header(), push.header.as_ref())?;
+            check_header(device, doc.header(), push.header.as_ref(), dept_member)?;
             let mut copy = doc.clone();
             copy.automerge().clone()
         }
@@ -227,6 +307,7 @@ fn merge_sync_message(
         .sync()
         .generate_sync_message(&mut state)
         .map(Message::encode);
+    let before = existing.as_ref().and_then(case_of);
     let doc = match existing {
         Some(mut doc) => {
             // Apply through the document so the header check runs on what the message added.
@@ -245,7 +326,7 @@ fn merge_sync_message(
                     "the sync message is for another document",
                 ));
             }
-            check_header(device, doc.header(), push.header.as_ref())?;
+            check_header(device, doc.header(), push.header.as_ref(), dept_member)?;
             if doc.header().creator != device.id {
                 return Err(reject(
                     "actor_mismatch",
@@ -257,6 +338,7 @@ fn merge_sync_message(
     };
     if !new_changes.is_empty() {
         project(&doc).map_err(doc_error)?;
+        check_events_if_case(before.as_ref(), &doc, device)?;
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use automerge::ChangeHash;
 use gridsync_core::Document;
-use gridsync_core::projection::{CaseRow, HouseholdRow, PROJECTION_VERSION, ResidentRow};
+use gridsync_core::projection::{CaseRow, GridRow, HouseholdRow, PROJECTION_VERSION, ResidentRow};
 use gridsync_proto::{
     AckStatus, DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash,
 };
@@ -26,7 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
-use crate::auth::{Device, Role, join_scopes};
+use crate::auth::{Device, Role, department_scope, join_scopes};
 use crate::merge::{Merged, merge_push};
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.
@@ -87,6 +87,10 @@ pub struct DeviceInfo {
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
 }
+
+/// One feed row as read: sequence, whole document (entered the scope), or one change's
+/// document and bytes.
+type FeedRow = (i64, Option<String>, Option<String>, Option<Vec<u8>>);
 
 /// A device's position in the feed: the last sequence number seen, per granted scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -177,6 +181,7 @@ pub trait Storage: Send + Sync + 'static {
         name: &str,
         role: Role,
         scopes: &[GridCode],
+        department: Option<&str>,
         expires_at: i64,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// Redeems a code: binds the device id and stores the token's hash.
@@ -209,6 +214,41 @@ pub trait Storage: Send + Sync + 'static {
     fn cases(&self) -> impl Future<Output = Result<Vec<CaseRow>, StorageError>> + Send;
     /// Recomputes every projection from the documents.
     fn rebuild_projections(&self) -> impl Future<Output = Result<usize, StorageError>> + Send;
+    /// Records an intake key (its hash) for a named intake system.
+    fn create_intake_key(
+        &self,
+        key_hash: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The intake system a key belongs to, if the key is valid.
+    fn intake_source(
+        &self,
+        key_hash: &str,
+    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send;
+    /// The case already created for `(source, order_no)`, if any.
+    fn intake_order(
+        &self,
+        source: &str,
+        order_no: &str,
+    ) -> impl Future<Output = Result<Option<DocId>, StorageError>> + Send;
+    /// Stores a case created by intake, once per `(source, order_no)`: returns the case id and
+    /// whether it was created now (false: an earlier call with the same order number won).
+    fn create_intake_case(
+        &self,
+        source: &str,
+        order_no: &str,
+        doc: Document,
+    ) -> impl Future<Output = Result<(DocId, bool), StorageError>> + Send;
+    /// The device the server writes intake cases as.
+    fn intake_device(&self) -> impl Future<Output = Result<DeviceId, StorageError>> + Send;
+    /// Grid units with their boundaries (for placing a case by its location).
+    fn grids(&self) -> impl Future<Output = Result<Vec<GridRow>, StorageError>> + Send;
+    /// Cases reported in `[from, to)`.
+    fn cases_reported_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<CaseRow>, StorageError>> + Send;
 }
 
 /// The embedded default: one SQLite file.
@@ -267,6 +307,7 @@ fn parse_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device, StorageError> {
     Ok(Device {
         id: DeviceId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()))?,
         name: row.try_get("name")?,
+        department: row.try_get("department")?,
         role,
         scopes: scopes
             .split(',')
@@ -431,7 +472,72 @@ async fn store_merged(
             .execute(&mut *tx)
             .await?;
     }
+    update_departments(tx, doc, new_changes.len(), seq).await?;
     gridsync_core::projection::store_sqlite(tx, doc).await?;
+    Ok(())
+}
+
+/// Keeps a case's department membership and the departments' feeds current: departments that
+/// stay get the new changes, departments that join get the whole document at a fresh sequence
+/// number, departments that leave stop receiving it.
+async fn update_departments(
+    tx: &mut SqliteConnection,
+    doc: &Document,
+    new_changes: usize,
+    seq: &mut i64,
+) -> Result<(), StorageError> {
+    if doc.header().doc_type != gridsync_proto::DocType::Case {
+        return Ok(());
+    }
+    let id = doc.id().to_string();
+    let case: gridsync_core::records::Case = doc
+        .read()
+        .map_err(|e| StorageError::Corrupt(format!("case {id}: {e}")))?;
+    let state = case.state();
+    let now: std::collections::BTreeSet<String> = match &state.lead {
+        Some(lead) => std::iter::once(lead.clone())
+            .chain(state.co.iter().cloned())
+            .collect(),
+        None => Default::default(),
+    };
+    let before: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT dept FROM case_departments WHERE doc_id = $1")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let n = i64::try_from(new_changes).unwrap_or(0);
+    for dept in now.intersection(&before) {
+        for s in (*seq - n + 1)..=*seq {
+            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
+                .bind(department_scope(dept))
+                .bind(s)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    for dept in now.difference(&before) {
+        *seq += 1;
+        sqlx::query("INSERT INTO scope_feed (scope, seq, full_doc) VALUES ($1, $2, $3)")
+            .bind(department_scope(dept))
+            .bind(*seq)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO case_departments (doc_id, dept) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(dept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for dept in before.difference(&now) {
+        sqlx::query("DELETE FROM case_departments WHERE doc_id = $1 AND dept = $2")
+            .bind(&id)
+            .bind(dept)
+            .execute(&mut *tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -456,7 +562,20 @@ impl Storage for SqliteStorage {
         for push in pushes {
             let existing = load_doc(&mut tx, push.doc).await?;
             let pending = existing.as_ref().map_or(0, |(_, p)| *p);
-            let status = match merge_push(existing.map(|(d, _)| d), device, push) {
+            let dept_member = match &device.department {
+                Some(dept) if device.role == Role::Department => {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM case_departments WHERE doc_id = $1 AND dept = $2",
+                    )
+                    .bind(push.doc.to_string())
+                    .bind(dept)
+                    .fetch_one(&mut *tx)
+                    .await?
+                        > 0
+                }
+                _ => false,
+            };
+            let status = match merge_push(existing.map(|(d, _)| d), device, push, dept_member) {
                 Err(rejection) => {
                     tracing::info!(doc = %push.doc, device = %device.id, code = rejection.code, "push rejected");
                     AckStatus::Rejected {
@@ -536,30 +655,49 @@ impl Storage for SqliteStorage {
             .await?;
         let max = u64::try_from(max).unwrap_or(0);
         let me = device.id.to_string();
-        let mut rows: Vec<(i64, String, Vec<u8>)> = Vec::new();
+        let feeds = device.feed_scopes();
+        // (seq, document, changes): one change, or a whole document that entered the scope.
+        let mut rows: Vec<(i64, String, Vec<Vec<u8>>)> = Vec::new();
         let mut limit_hit: Option<i64> = None;
         let limit = i64::try_from(budget.max_changes).unwrap_or(i64::MAX);
-        for scope in &device.scopes {
+        for scope in &feeds {
             let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
             if start >= max {
                 continue;
             }
-            let found: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-                "SELECT c.seq, c.doc_id, c.bytes FROM scope_feed f JOIN changes c ON c.seq = f.seq \
-                 WHERE f.scope = $1 AND f.seq > $2 AND c.device <> $3 ORDER BY f.seq LIMIT $4",
-            )
-            .bind(scope.as_str())
-            .bind(i64::try_from(start).unwrap_or(i64::MAX))
-            .bind(&me)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+            let found: Vec<FeedRow> =
+                sqlx::query_as(
+                    "SELECT f.seq, f.full_doc, c.doc_id, c.bytes FROM scope_feed f \
+                 LEFT JOIN changes c ON c.seq = f.seq \
+                 WHERE f.scope = $1 AND f.seq > $2 AND (f.full_doc IS NOT NULL OR c.device <> $3) \
+                 ORDER BY f.seq LIMIT $4",
+                )
+                .bind(scope.as_str())
+                .bind(i64::try_from(start).unwrap_or(i64::MAX))
+                .bind(&me)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
             if found.len() as i64 >= limit
                 && let Some(last) = found.last()
             {
                 limit_hit = Some(limit_hit.map_or(last.0, |l| l.min(last.0)));
             }
-            rows.extend(found);
+            for (seq, full_doc, doc_id, bytes) in found {
+                match (full_doc, doc_id, bytes) {
+                    (Some(doc), _, _) => {
+                        let all: Vec<Vec<u8>> = sqlx::query_scalar(
+                            "SELECT bytes FROM changes WHERE doc_id = $1 ORDER BY seq",
+                        )
+                        .bind(&doc)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        rows.push((seq, doc, all));
+                    }
+                    (None, Some(doc), Some(bytes)) => rows.push((seq, doc, vec![bytes])),
+                    _ => {}
+                }
+            }
         }
         rows.sort_by_key(|r| r.0);
         rows.dedup_by_key(|r| r.0);
@@ -591,13 +729,13 @@ impl Storage for SqliteStorage {
             max
         };
         let mut next = Cursor::default();
-        for scope in &device.scopes {
+        for scope in &feeds {
             let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
-            next.0.insert(scope.to_string(), start.max(horizon));
+            next.0.insert(scope.clone(), start.max(horizon));
         }
         let mut docs: Vec<DocPull> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, doc_id, bytes) in rows {
+        for (_, doc_id, changes) in rows {
             let i = match index.get(&doc_id) {
                 Some(i) => *i,
                 None => {
@@ -613,7 +751,9 @@ impl Storage for SqliteStorage {
                     docs.len() - 1
                 }
             };
-            docs[i].changes.push(ByteBuf::from(bytes));
+            docs[i]
+                .changes
+                .extend(changes.into_iter().map(ByteBuf::from));
         }
         for d in &mut docs {
             let heads: Vec<u8> = sqlx::query_scalar("SELECT heads FROM docs WHERE doc_id = $1")
@@ -635,7 +775,7 @@ impl Storage for SqliteStorage {
         token_hash: &str,
     ) -> Result<Option<(Device, Option<i64>)>, StorageError> {
         let Some(row) = sqlx::query(
-            "SELECT device_id, name, role, scopes, revoked_at FROM devices WHERE token_hash = $1",
+            "SELECT device_id, name, role, scopes, department, revoked_at FROM devices WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -653,16 +793,18 @@ impl Storage for SqliteStorage {
         name: &str,
         role: Role,
         scopes: &[GridCode],
+        department: Option<&str>,
         expires_at: i64,
     ) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO enrollments (code_hash, name, role, scopes, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO enrollments (code_hash, name, role, scopes, department, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(code_hash)
         .bind(name)
         .bind(role.as_str())
         .bind(join_scopes(scopes))
+        .bind(department)
         .bind(now_ms())
         .bind(expires_at)
         .execute(&self.pool)
@@ -680,7 +822,7 @@ impl Storage for SqliteStorage {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let row = sqlx::query(
-            "SELECT name, role, scopes FROM enrollments \
+            "SELECT name, role, scopes, department FROM enrollments \
              WHERE code_hash = $1 AND used_by IS NULL AND expires_at > $2",
         )
         .bind(code_hash)
@@ -698,6 +840,7 @@ impl Storage for SqliteStorage {
         let name: String = row.try_get("name")?;
         let role: String = row.try_get("role")?;
         let scopes: String = row.try_get("scopes")?;
+        let department: Option<String> = row.try_get("department")?;
         sqlx::query("UPDATE enrollments SET used_by = $1, used_at = $2 WHERE code_hash = $3")
             .bind(device.to_string())
             .bind(now)
@@ -705,22 +848,24 @@ impl Storage for SqliteStorage {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO devices (device_id, name, role, scopes, token_hash, enrolled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO devices (device_id, name, role, scopes, department, token_hash, enrolled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(device.to_string())
         .bind(&name)
         .bind(&role)
         .bind(&scopes)
+        .bind(&department)
         .bind(token_hash)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let row =
-            sqlx::query("SELECT device_id, name, role, scopes FROM devices WHERE device_id = $1")
-                .bind(device.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+        let row = sqlx::query(
+            "SELECT device_id, name, role, scopes, department FROM devices WHERE device_id = $1",
+        )
+        .bind(device.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
         let device = parse_device(&row)?;
         tx.commit().await?;
         Ok(device)
@@ -809,6 +954,131 @@ impl Storage for SqliteStorage {
         }
         tx.commit().await?;
         Ok(ids.len())
+    }
+
+    async fn create_intake_key(&self, key_hash: &str, name: &str) -> Result<(), StorageError> {
+        sqlx::query("INSERT INTO intake_keys (key_hash, name, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn intake_source(&self, key_hash: &str) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM intake_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn intake_order(
+        &self,
+        source: &str,
+        order_no: &str,
+    ) -> Result<Option<DocId>, StorageError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT doc_id FROM intake_orders WHERE source = $1 AND order_no = $2",
+        )
+        .bind(source)
+        .bind(order_no)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(|i| DocId::from_str(&i).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn create_intake_case(
+        &self,
+        source: &str,
+        order_no: &str,
+        mut doc: Document,
+    ) -> Result<(DocId, bool), StorageError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let mut seq: i64 =
+            sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
+                .fetch_one(&mut *tx)
+                .await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT doc_id FROM intake_orders WHERE source = $1 AND order_no = $2",
+        )
+        .bind(source)
+        .bind(order_no)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = existing {
+            return Ok((
+                DocId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                false,
+            ));
+        }
+        let device = Device {
+            id: doc.header().creator,
+            name: source.to_owned(),
+            role: Role::Intake,
+            scopes: vec![doc.header().scope.clone()],
+            department: None,
+        };
+        let changes = doc.changes_since(&[]);
+        store_merged(&mut tx, &device, &mut doc, &changes, true, 0, &mut seq).await?;
+        sqlx::query("INSERT INTO intake_orders (source, order_no, doc_id) VALUES ($1, $2, $3)")
+            .bind(source)
+            .bind(order_no)
+            .bind(doc.id().to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((doc.id(), true))
+    }
+
+    async fn intake_device(&self) -> Result<DeviceId, StorageError> {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(id) = existing {
+            return DeviceId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()));
+        }
+        let id = DeviceId::new();
+        // Two racing first calls: the second insert is ignored and both read the winner.
+        sqlx::query("INSERT INTO server_meta (key, value) VALUES ('intake_device', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        let id: String =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+                .fetch_one(&self.pool)
+                .await?;
+        DeviceId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()))
+    }
+
+    async fn grids(&self) -> Result<Vec<GridRow>, StorageError> {
+        Ok(sqlx::query_as("SELECT * FROM p_grids ORDER BY code")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn cases_reported_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<CaseRow>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_cases WHERE reported_at >= $1 AND reported_at < $2 AND status <> 'draft' \
+             ORDER BY reported_at, doc_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -153,6 +153,9 @@ impl SyncClient {
         store.set_meta(SERVER_KEY, &self.base).await?;
         store.set_meta("role", &resp.role).await?;
         store.set_meta("scopes", &resp.scopes.join(",")).await?;
+        store
+            .set_meta("department", resp.department.as_deref().unwrap_or(""))
+            .await?;
         Ok(resp)
     }
 

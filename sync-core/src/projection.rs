@@ -25,6 +25,8 @@ pub struct GridRow {
     pub parent: Option<String>,
     /// How many people are on the roster.
     pub roster_size: i64,
+    /// Boundary polygon as JSON `[[lat, lon], ...]`.
+    pub boundary: String,
 }
 
 /// One household, for the grid's household list.
@@ -191,7 +193,7 @@ pub struct InspectionRow {
 }
 
 /// Bumped whenever a projection's shape or meaning changes: stores rebuild on open.
-pub const PROJECTION_VERSION: &str = "2";
+pub const PROJECTION_VERSION: &str = "3";
 
 /// Every row one document contributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +245,7 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                     .unwrap_or("")
                     .to_owned(),
                 parent: code.and_then(|c| c.parent()).map(|p| p.to_string()),
+                boundary: serde_json::to_string(&g.boundary).unwrap_or_else(|_| "[]".into()),
                 code: g.code,
                 name: g.name,
                 roster_size: count(g.roster.len()),
@@ -419,8 +422,8 @@ pub async fn store_sqlite(
     match rows {
         Projection::Grid(g) => {
             sqlx::query(
-                "INSERT INTO p_grids (doc_id, code, name, level, parent, roster_size) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO p_grids (doc_id, code, name, level, parent, roster_size, boundary) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&id)
             .bind(g.code)
@@ -428,6 +431,7 @@ pub async fn store_sqlite(
             .bind(g.level)
             .bind(g.parent)
             .bind(g.roster_size)
+            .bind(g.boundary)
             .execute(&mut *conn)
             .await?;
         }

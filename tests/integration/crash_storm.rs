@@ -70,6 +70,7 @@ async fn server_sigkilled_during_a_sync_storm_loses_nothing_it_acknowledged() {
                 &format!("网格员{i}"),
                 Role::Worker,
                 &[code(GRID_A)],
+                None,
                 i64::MAX,
             )
             .await

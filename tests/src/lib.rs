@@ -36,6 +36,17 @@ impl LocalServer {
 
     /// Makes a one-time enrollment code, as `gridsync-server device enroll` does.
     pub async fn enrollment(&self, name: &str, role: Role, scopes: &[GridCode]) -> Result<String> {
+        self.enrollment_in(name, role, scopes, None).await
+    }
+
+    /// Like [`Self::enrollment`], for a department clerk's device.
+    pub async fn enrollment_in(
+        &self,
+        name: &str,
+        role: Role,
+        scopes: &[GridCode],
+        department: Option<&str>,
+    ) -> Result<String> {
         let code = new_enrollment_code();
         self.storage
             .create_enrollment(
@@ -43,6 +54,7 @@ impl LocalServer {
                 name,
                 role,
                 scopes,
+                department,
                 i64::MAX,
             )
             .await?;

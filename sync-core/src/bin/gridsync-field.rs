@@ -860,6 +860,7 @@ async fn grid_cmd(store: &Store, out: &Out, cmd: GridCmd) -> Result<()> {
                         code: code.to_string(),
                         name,
                         roster: Default::default(),
+                        boundary: Vec::new(),
                     },
                 )
                 .await?;

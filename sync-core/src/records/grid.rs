@@ -18,6 +18,10 @@ pub struct Grid {
     /// Who works this unit, keyed by worker id.
     #[serde(default)]
     pub roster: BTreeMap<String, RosterEntry>,
+    /// The unit's boundary as a closed polygon of `[lat, lon]` points (empty when unknown);
+    /// intake places a reported location in the grid whose boundary holds it.
+    #[serde(default)]
+    pub boundary: Vec<[f64; 2]>,
 }
 
 /// A person on a grid's roster.
@@ -39,6 +43,29 @@ impl Grid {
     pub fn grid_code(&self) -> Option<GridCode> {
         GridCode::parse(&self.code).ok()
     }
+
+    /// Whether the point lies inside the boundary (ray casting; false without a boundary).
+    pub fn contains_point(&self, lat: f64, lon: f64) -> bool {
+        polygon_contains(&self.boundary, lat, lon)
+    }
+}
+
+/// Ray casting over a polygon of `[lat, lon]` points (grids are small enough for a plane).
+pub fn polygon_contains(polygon: &[[f64; 2]], lat: f64, lon: f64) -> bool {
+    if polygon.len() < 3 {
+        return false;
+    }
+    let mut inside = false;
+    let mut j = polygon.len() - 1;
+    for i in 0..polygon.len() {
+        let [yi, xi] = polygon[i];
+        let [yj, xj] = polygon[j];
+        if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
+            inside = !inside;
+        }
+        j = i;
+    }
+    inside
 }
 
 impl Record for Grid {
@@ -48,6 +75,15 @@ impl Record for Grid {
         let mut c = Checker::new();
         c.grid_code("code", &self.code);
         c.required("name", &self.name, 100);
+        if !self.boundary.is_empty() && self.boundary.len() < 3 {
+            c.fail(
+                "boundary",
+                Problem::Inconsistent("a boundary needs at least three points"),
+            );
+        }
+        for (i, [lat, lon]) in self.boundary.iter().enumerate() {
+            c.gps(&format!("boundary.{i}"), *lat, *lon);
+        }
         for (id, p) in &self.roster {
             c.nested(&format!("roster.{id}"), |c| {
                 if id.trim().is_empty() {

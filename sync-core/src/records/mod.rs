@@ -14,7 +14,7 @@ mod inspection;
 
 pub use case::{Case, CaseEvent, CaseSource, Party, Urgency};
 pub use common::{Gps, Millis, PhotoRef, PhotoStage, set_as_map};
-pub use grid::{Grid, RosterEntry};
+pub use grid::{Grid, RosterEntry, polygon_contains};
 pub use household::{
     HOUSEHOLD_FLAGS, Household, KEY_CATEGORIES, Relation, Residence, Resident, ResidentStatus,
     Visit,

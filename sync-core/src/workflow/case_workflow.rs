@@ -670,7 +670,10 @@ fn apply(state: &mut CaseState, id: RecordId, e: &CaseEvent, action: Action) {
             state.amber_at = data_ms(e, "amber_at");
             state.return_until = data_ms(e, "return_until");
         }
-        Action::Return => state.lead = None,
+        Action::Return => {
+            state.lead = None;
+            state.co.clear();
+        }
         Action::RequestExtension => state.extension_pending = true,
         Action::ApproveExtension => {
             state.extension_pending = false;

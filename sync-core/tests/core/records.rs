@@ -21,6 +21,7 @@ fn grid_code_name_roster() {
         code: "33010200101001002".into(),
         name: "第二网格".into(),
         roster: Default::default(),
+        boundary: vec![],
     };
     assert!(problems(&g).is_empty());
     g.code = "3301020010100100".into();

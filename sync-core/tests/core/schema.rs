@@ -64,6 +64,12 @@ fn document_schema_snapshots() {
             },
         )]
         .into(),
+        boundary: vec![
+            [30.25, 120.16],
+            [30.25, 120.17],
+            [30.26, 120.17],
+            [30.26, 120.16],
+        ],
     };
     let inspection = Inspection {
         worker: "周网格".into(),
