@@ -181,3 +181,223 @@ pub fn indicators(rows: &[CaseRow], group_by: GroupBy, now: i64) -> (Vec<Figures
         figures("total".into(), &all, now),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridsync_proto::DocId;
+
+    const H: i64 = 3_600_000;
+    const NOV1: i64 = 1_793_462_400_000; // 2026-11-01 00:00 CST
+    const NOW: i64 = NOV1 + 30 * 24 * H;
+
+    struct C {
+        grid: &'static str,
+        status: &'static str,
+        lead: Option<&'static str>,
+        reported: i64,
+        dispatched: bool,
+        deadline: Option<i64>,
+        handled: Option<i64>,
+        closed: Option<i64>,
+        self_closed: bool,
+        reworks: i64,
+        extensions: i64,
+        satisfaction: Option<&'static str>,
+        supervisions: i64,
+    }
+
+    fn row(c: C) -> CaseRow {
+        CaseRow {
+            doc_id: DocId::new(),
+            grid: c.grid.into(),
+            title: "t".into(),
+            status: c.status.into(),
+            source: "inspection".into(),
+            category: "01".into(),
+            subcategory: "0102".into(),
+            urgency: "normal".into(),
+            reported_at: c.reported,
+            address: "a".into(),
+            lead: c.lead.map(Into::into),
+            co: String::new(),
+            dispatched_at: c.dispatched.then_some(c.reported + H),
+            deadline: c.deadline,
+            amber_at: None,
+            handled_at: c.handled,
+            closed_at: c.closed,
+            self_closed: i64::from(c.self_closed),
+            reworks: c.reworks,
+            extensions: c.extensions,
+            ever_suspended: i64::from(c.status == "suspended"),
+            satisfaction: c.satisfaction.map(Into::into),
+            supervisions: c.supervisions,
+            event_conflicts: 0,
+            conflict_count: 0,
+        }
+    }
+
+    fn base(grid: &'static str, status: &'static str, day: i64) -> C {
+        C {
+            grid,
+            status,
+            lead: None,
+            reported: NOV1 + day * 24 * H,
+            dispatched: false,
+            deadline: None,
+            handled: None,
+            closed: None,
+            self_closed: false,
+            reworks: 0,
+            extensions: 0,
+            satisfaction: None,
+            supervisions: 0,
+        }
+    }
+
+    /// A month of ten cases; every expected figure is worked out by hand below.
+    fn month() -> Vec<CaseRow> {
+        let (a, b) = ("33010200101001002", "33010200101001003");
+        let r = |d: i64| NOV1 + d * 24 * H;
+        vec![
+            // 1: D01, handled in 20 h (deadline 72 h), closed after 24 h, satisfied.
+            row(C {
+                lead: Some("D01"),
+                dispatched: true,
+                deadline: Some(r(1) + 72 * H),
+                handled: Some(r(1) + 20 * H),
+                closed: Some(r(1) + 24 * H),
+                satisfaction: Some("satisfied"),
+                ..base(a, "followed_up", 1)
+            }),
+            // 2: D01, handled after its deadline, reworked once, extended once, supervised,
+            //    closed after 100 h, basically satisfied.
+            row(C {
+                lead: Some("D01"),
+                dispatched: true,
+                deadline: Some(r(2) + 48 * H),
+                handled: Some(r(2) + 90 * H),
+                closed: Some(r(2) + 100 * H),
+                reworks: 1,
+                extensions: 1,
+                satisfaction: Some("basically_satisfied"),
+                supervisions: 1,
+                ..base(a, "followed_up", 2)
+            }),
+            // 3: closed by the worker alone after 2 h, satisfied.
+            row(C {
+                closed: Some(r(3) + 2 * H),
+                self_closed: true,
+                satisfaction: Some("satisfied"),
+                ..base(a, "followed_up", 3)
+            }),
+            // 4: closed by the worker alone after 5 h, dissatisfied.
+            row(C {
+                closed: Some(r(4) + 5 * H),
+                self_closed: true,
+                satisfaction: Some("dissatisfied"),
+                ..base(b, "followed_up", 4)
+            }),
+            // 5: D05, in progress, deadline passed: overdue.
+            row(C {
+                lead: Some("D05"),
+                dispatched: true,
+                deadline: Some(r(5) + 24 * H),
+                ..base(b, "in_progress", 5)
+            }),
+            // 6: D05, in progress, deadline ahead, supervised.
+            row(C {
+                lead: Some("D05"),
+                dispatched: true,
+                deadline: Some(NOW + 48 * H),
+                supervisions: 1,
+                ..base(b, "in_progress", 28)
+            }),
+            // 7: D01, suspended (out of the denominator).
+            row(C {
+                lead: Some("D01"),
+                dispatched: true,
+                deadline: Some(r(7) + 72 * H),
+                ..base(a, "suspended", 7)
+            }),
+            // 8: rejected (不予立案).
+            row(base(b, "rejected", 8)),
+            // 9: reported, not dispatched yet.
+            row(base(b, "reported", 9)),
+            // 10: D01, handled in 30 h of 72, closed after 48 h, satisfied, archived.
+            row(C {
+                lead: Some("D01"),
+                dispatched: true,
+                deadline: Some(r(10) + 72 * H),
+                handled: Some(r(10) + 30 * H),
+                closed: Some(r(10) + 48 * H),
+                satisfaction: Some("satisfied"),
+                ..base(a, "archived", 10)
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_month_computed_by_hand() {
+        let (groups, total) = indicators(&month(), GroupBy::Department, NOW);
+        // accountable = 10 - suspended(7) - rejected(8) = 8; closed = 1,2,3,4,10 = 5.
+        assert_eq!(total.cases, 10);
+        assert_eq!(total.closure_rate, Some(0.625));
+        // closed dispatched = 1,2,10; on time = 1,10.
+        assert_eq!(total.on_time_rate, Some(0.6667));
+        // dispatched = 1,2,5,6,7,10 = 6; reworked = 2; extended = 2; handled = 1,2,10.
+        assert_eq!(total.rework_rate, Some(0.1667));
+        assert_eq!(total.extension_rate, Some(0.1667));
+        assert_eq!(total.handled_rate, Some(0.5));
+        // self-closed 3,4 of 5 closed.
+        assert_eq!(total.self_closed_rate, Some(0.4));
+        // follow-ups 1,2,3,4,10: satisfied or basically 1,2,3,10.
+        assert_eq!(total.satisfaction_rate, Some(0.8));
+        // durations 24, 100, 2, 5, 48 h: mean 35.8, p90 (rank 5 of 5) 100.
+        assert_eq!(total.avg_handling_hours, Some(35.8));
+        assert_eq!(total.p90_handling_hours, Some(100.0));
+        assert_eq!(total.overdue, 1);
+        assert_eq!(total.supervised, 2);
+
+        let keys: Vec<&str> = groups.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["(none)", "D01", "D05"]);
+        let d01 = &groups[1];
+        // D01: cases 1,2,7,10; accountable 1,2,10; all three closed.
+        assert_eq!(d01.cases, 4);
+        assert_eq!(d01.closure_rate, Some(1.0));
+        assert_eq!(d01.on_time_rate, Some(0.6667));
+        assert_eq!(d01.rework_rate, Some(0.25));
+        assert_eq!(d01.handled_rate, Some(0.75));
+        assert_eq!(d01.self_closed_rate, Some(0.0));
+        assert_eq!(d01.satisfaction_rate, Some(1.0));
+        // durations 24, 100, 48: mean 57.33, p90 rank 3 of 3 = 100.
+        assert_eq!(d01.avg_handling_hours, Some(57.33));
+        assert_eq!(d01.p90_handling_hours, Some(100.0));
+        let d05 = &groups[2];
+        assert_eq!(
+            (d05.overdue, d05.supervised, d05.closure_rate),
+            (1, 1, Some(0.0))
+        );
+        let none = &groups[0];
+        // 3,4,8,9: accountable 3,4,9; closed 3,4.
+        assert_eq!(none.closure_rate, Some(0.6667));
+        assert_eq!(none.on_time_rate, None, "nothing dispatched");
+    }
+
+    #[test]
+    fn grouping_by_grid_and_category() {
+        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW);
+        let counts: Vec<(String, usize)> =
+            groups.iter().map(|g| (g.key.clone(), g.cases)).collect();
+        assert_eq!(
+            counts,
+            [
+                ("33010200101001002".into(), 5),
+                ("33010200101001003".into(), 5)
+            ]
+        );
+        let (groups, total) = indicators(&month(), GroupBy::Category, NOW);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].cases, total.cases);
+    }
+}

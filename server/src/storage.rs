@@ -665,19 +665,18 @@ impl Storage for SqliteStorage {
             if start >= max {
                 continue;
             }
-            let found: Vec<FeedRow> =
-                sqlx::query_as(
-                    "SELECT f.seq, f.full_doc, c.doc_id, c.bytes FROM scope_feed f \
+            let found: Vec<FeedRow> = sqlx::query_as(
+                "SELECT f.seq, f.full_doc, c.doc_id, c.bytes FROM scope_feed f \
                  LEFT JOIN changes c ON c.seq = f.seq \
                  WHERE f.scope = $1 AND f.seq > $2 AND (f.full_doc IS NOT NULL OR c.device <> $3) \
                  ORDER BY f.seq LIMIT $4",
-                )
-                .bind(scope.as_str())
-                .bind(i64::try_from(start).unwrap_or(i64::MAX))
-                .bind(&me)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
+            )
+            .bind(scope.as_str())
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(&me)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
             if found.len() as i64 >= limit
                 && let Some(last) = found.last()
             {

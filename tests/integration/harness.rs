@@ -60,6 +60,21 @@ impl TestServer {
             .expect("enrollment")
     }
 
+    /// An enrollment code for a department clerk's device.
+    pub async fn enrollment_in(
+        &self,
+        name: &str,
+        role: Role,
+        scopes: &[&str],
+        dept: Option<&str>,
+    ) -> String {
+        let scopes: Vec<GridCode> = scopes.iter().map(|s| code(s)).collect();
+        self.inner
+            .enrollment_in(name, role, &scopes, dept)
+            .await
+            .expect("enrollment")
+    }
+
     /// Every document on the server with its scope.
     pub async fn doc_ids(&self) -> Vec<(DocId, GridCode)> {
         let rows: Vec<(String, String)> =
