@@ -18,11 +18,13 @@ use gridsync_proto::{
 };
 use serde_bytes::ByteBuf;
 use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use gridsync_core::Document;
+use gridsync_core::clock::now_ms;
 use gridsync_core::records::{Case, CaseSource, Gps, Party, Urgency, polygon_contains};
 use gridsync_core::workflow::{Action, Actor, Reference, act};
 use gridsync_proto::{DocId, GridCode, GridLevel, RecordId};
@@ -137,6 +139,9 @@ pub enum ApiError {
     /// A storage failure (details in the log).
     #[error("internal error")]
     Internal(#[from] StorageError),
+    /// A handler panicked (a bug; details in the log).
+    #[error("internal error")]
+    Panicked,
 }
 
 impl ApiError {
@@ -162,7 +167,7 @@ impl ApiError {
             ApiError::Enroll(EnrollError::AlreadyEnrolled(_)) => {
                 (StatusCode::CONFLICT, "already_enrolled")
             }
-            ApiError::Enroll(_) | ApiError::Internal(_) => {
+            ApiError::Enroll(_) | ApiError::Internal(_) | ApiError::Panicked => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -207,6 +212,13 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))
+        // A bug that panics in one request becomes that request's 500, never the process's end.
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("a request handler panicked");
+                ApiError::Panicked.into_response()
+            },
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -228,6 +240,16 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// Bounds the work in flight: a busy server says so (503 + Retry-After) instead of queueing
+/// without end.
+fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy)
 }
 
 async fn healthz() -> &'static str {
@@ -286,12 +308,7 @@ async fn sync<S: Storage>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // Bound the work in flight: a busy server says so instead of queueing without end.
-    let _permit = state
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
+    let _permit = admit(&state)?;
     let device = authenticate(&state, &headers).await?;
     let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
     let req = SyncRequest::decode(&body)?;
@@ -379,13 +396,6 @@ pub struct IntakeAccepted {
     pub created: bool,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 async fn place<S: Storage>(state: &AppState<S>, req: &IntakeCase) -> Result<GridCode, ApiError> {
     if let Some(g) = &req.grid {
         let code = GridCode::parse(g).map_err(|e| ApiError::InvalidCase(format!("grid: {e}")))?;
@@ -423,11 +433,7 @@ async fn intake<S: Storage>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let _permit = state
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy)?;
+    let _permit = admit(&state)?;
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -614,4 +620,73 @@ async fn indicators<S: Storage>(
         "groups": groups,
         "total": total,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn state(max_in_flight: usize) -> (AppState<crate::SqliteStorage>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::SqliteStorage::open(dir.path())
+            .await
+            .expect("storage");
+        let config = Config {
+            max_in_flight,
+            ..Config::default()
+        };
+        (AppState::new(storage, config), dir)
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_answers_503_with_retry_after() {
+        let (state, _dir) = state(1).await;
+        let held = admit(&state).expect("the only permit");
+        let resp = app(state.clone())
+            .oneshot(
+                axum::http::Request::post("/v1/sync")
+                    .body(Body::from(vec![1u8]))
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .expect("body");
+        let e: ErrorBody = serde_json::from_slice(&body).expect("json");
+        assert_eq!(e.error.code, "busy");
+        drop(held);
+        let resp = app(state)
+            .oneshot(
+                axum::http::Request::post("/v1/sync")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "admitted once the permit is free"
+        );
+    }
+
+    #[tokio::test]
+    async fn health_and_request_ids() {
+        let (state, _dir) = state(4).await;
+        let resp = app(state)
+            .oneshot(
+                axum::http::Request::get("/healthz")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().contains_key("x-request-id"));
+    }
 }

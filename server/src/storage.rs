@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use automerge::ChangeHash;
 use gridsync_core::Document;
+use gridsync_core::clock::now_ms;
 use gridsync_core::projection::{CaseRow, GridRow, HouseholdRow, PROJECTION_VERSION, ResidentRow};
 use gridsync_proto::{
     AckStatus, DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash,
@@ -258,13 +259,6 @@ pub struct SqliteStorage {
     // Merges are serialised in-process (SQLite has one writer anyway); the counter row update
     // at the start of each merge does the same across processes.
     write_lock: std::sync::Arc<Mutex<()>>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {

@@ -12,6 +12,7 @@
 //!   a state machine derived from the case's event log, with deadlines on a working calendar.
 
 pub mod client;
+pub mod clock;
 pub mod document;
 pub mod projection;
 pub mod records;

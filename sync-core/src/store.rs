@@ -19,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
+use crate::clock::now_ms;
 use crate::document::{DocError, Document, FieldConflict};
 use crate::projection::PROJECTION_VERSION;
 use crate::projection::{CaseRow, GridRow, HouseholdRow, InspectionRow, ResidentRow, VisitRow};
@@ -84,13 +85,6 @@ impl std::fmt::Debug for Store {
             .field("device", &self.device)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Store {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use gridsync_core::clock::now_ms;
 use gridsync_core::records::{Case, Grid, PhotoRef, PhotoStage};
 use gridsync_core::workflow::{Action, Reference, Status, derive, plan_dispatch};
 use gridsync_proto::{DocId, ErrorBody};
@@ -13,13 +14,6 @@ use gridsync_server::http::IntakeAccepted;
 use serde_json::{Value, json};
 
 use crate::harness::{GRID_A, GRID_B, Phone, TOWN, TestServer, code};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 async fn intake_key(server: &TestServer) -> String {
     let key = gridsync_server::auth::new_token();

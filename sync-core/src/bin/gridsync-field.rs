@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use gridsync_core::client::{RetryPolicy, SyncClient};
+use gridsync_core::clock::now_ms;
 use gridsync_core::records::{
     Case, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party, PhotoRef,
     PhotoStage, Relation, Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency,
@@ -521,13 +522,6 @@ fn parse_source(s: &str) -> Result<CaseSource, String> {
         "12345" => Ok(CaseSource::Hotline12345),
         _ => parse_enum(s),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn fmt_time(ms: i64) -> String {
