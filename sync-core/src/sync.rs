@@ -166,6 +166,11 @@ impl SyncSession {
             if need_sync != 0 {
                 let header = doc.header().clone();
                 let state = self.fallback.entry(id).or_default();
+                // The server keeps no sync state between requests and stores only changes it
+                // can apply, so "already sent" means nothing from one round to the next: offer
+                // everything its last message did not show it has.
+                state.sent_hashes.clear();
+                state.in_flight = false;
                 if let Some(msg) = doc.automerge().sync().generate_sync_message(state) {
                     docs.push(DocPush {
                         doc: id,
