@@ -79,6 +79,9 @@ pub struct SyncResponse {
     pub cursor: ByteBuf,
     /// More changes are waiting: send another request straight away.
     pub more: bool,
+    /// The server's history was reset (restored from a backup, new epoch): it may have lost
+    /// changes it once acknowledged. Forget what it acknowledged and offer everything again.
+    pub reset: bool,
 }
 
 /// The outcome for one pushed document.
@@ -382,6 +385,7 @@ mod tests {
             }],
             cursor: ByteBuf::from(vec![4, 5]),
             more: true,
+            reset: false,
         }
     }
 

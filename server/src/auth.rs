@@ -28,18 +28,23 @@ pub struct Device {
 }
 
 impl Device {
-    /// The keys of the feed this device pulls from: its grid codes, or its department.
+    /// The keys of the feed this device pulls from: its grid codes, or its department in each
+    /// town it serves (department codes are county-wide; the town keeps other towns' cases out).
     pub fn feed_scopes(&self) -> Vec<String> {
         match (&self.department, self.role) {
-            (Some(d), Role::Department) => vec![department_scope(d)],
+            (Some(d), Role::Department) => self
+                .scopes
+                .iter()
+                .map(|town| department_scope(d, &town.town()))
+                .collect(),
             _ => self.scopes.iter().map(ToString::to_string).collect(),
         }
     }
 }
 
-/// The feed key of a department's cases.
-pub fn department_scope(dept: &str) -> String {
-    format!("dept:{dept}")
+/// The feed key of a department's cases in one town.
+pub fn department_scope(dept: &str, town: &GridCode) -> String {
+    format!("dept:{dept}:{town}")
 }
 
 /// Parses a comma-separated list of grid codes and checks it fits the role.

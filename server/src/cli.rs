@@ -56,6 +56,9 @@ enum Command {
     Migrate,
     /// Recompute every projection from the documents.
     RebuildProjections,
+    /// After restoring the database from a backup: make every device pull its scopes again
+    /// from the beginning (so none skips changes the backup lost).
+    NewEpoch,
     /// Enroll, revoke and list devices.
     #[command(subcommand)]
     Device(DeviceCmd),
@@ -159,6 +162,11 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate => {
             println!("schema is up to date in {}", cli.data_dir.display());
+            Ok(())
+        }
+        Command::NewEpoch => {
+            let epoch = storage.new_epoch().await?;
+            println!("new epoch {epoch}: every device re-reads its scopes on its next sync");
             Ok(())
         }
         Command::RebuildProjections => {

@@ -332,6 +332,7 @@ async fn sync<S: Storage>(
         docs,
         cursor: ByteBuf::from(pull.cursor.encode()),
         more: pull.more,
+        reset: pull.reset,
     };
     Ok((
         [(

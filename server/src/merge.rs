@@ -118,16 +118,60 @@ fn check_case_events(
     Ok(())
 }
 
+/// Rules on what a device may write into particular records, beyond scope and authorship.
 fn check_events_if_case(
     before: Option<&Case>,
     doc: &Document,
     device: &Device,
 ) -> Result<(), Rejection> {
-    if doc.header().doc_type != DocType::Case {
-        return Ok(());
+    match doc.header().doc_type {
+        DocType::Case => {
+            let after: Case = doc.read().map_err(doc_error)?;
+            check_case_events(before, &after, device)?;
+            if let Some(before) = before {
+                // What the workflow reads must not be rewritten behind its back: the source
+                // decides who may act, and evidence photos decide whether a close is valid.
+                if before.source != after.source {
+                    return Err(reject(
+                        "immutable_field",
+                        "a case's source cannot change once reported",
+                    ));
+                }
+                for (id, p) in &before.photos {
+                    if after.photos.get(id) != Some(p) {
+                        return Err(reject(
+                            "immutable_field",
+                            format!("evidence photo {id} cannot be changed or removed"),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        DocType::Grid => {
+            // Grid records place intake cases and define the hierarchy: only the town centre
+            // writes them, and a grid's code is its document's scope.
+            if !matches!(device.role, Role::Dispatcher | Role::Leader) {
+                return Err(reject(
+                    "role_mismatch",
+                    "only dispatchers and leaders maintain grid records",
+                ));
+            }
+            let grid: gridsync_core::records::Grid = doc.read().map_err(doc_error)?;
+            if grid.code != doc.header().scope.as_str() {
+                return Err(reject(
+                    "header_mismatch",
+                    format!(
+                        "grid record {} must live in its own scope, not {}",
+                        grid.code,
+                        doc.header().scope
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
-    let after: Case = doc.read().map_err(doc_error)?;
-    check_case_events(before, &after, device)
 }
 
 fn case_of(doc: &Document) -> Option<Case> {
@@ -172,7 +216,9 @@ fn check_header(
 }
 
 fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
-    push.changes
+    let mut seen = std::collections::BTreeSet::new();
+    let changes: Vec<Change> = push
+        .changes
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
@@ -186,7 +232,12 @@ fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
                 )
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // The same change twice in one push is harmless; store it once.
+    Ok(changes
+        .into_iter()
+        .filter(|c| seen.insert(c.hash()))
+        .collect())
 }
 
 fn doc_error(e: DocError) -> Rejection {

@@ -93,9 +93,17 @@ pub struct DeviceInfo {
 /// document and bytes.
 type FeedRow = (i64, Option<String>, Option<String>, Option<Vec<u8>>);
 
-/// A device's position in the feed: the last sequence number seen, per granted scope.
+/// A device's position in the feed: the server's epoch and, per granted scope, the last
+/// sequence number seen. A cursor from another epoch (the server was restored from a backup and
+/// `gridsync-server new-epoch` was run) starts the device over from the beginning, as does a
+/// position beyond the server's newest change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cursor(pub BTreeMap<String, u64>);
+pub struct Cursor {
+    /// The server epoch the positions belong to.
+    pub epoch: u64,
+    /// Last sequence number seen, per feed scope.
+    pub seen: BTreeMap<String, u64>,
+}
 
 impl Cursor {
     /// Decodes the opaque bytes a device sent back (empty = start of the feed).
@@ -143,6 +151,9 @@ pub struct Pull {
     pub cursor: Cursor,
     /// Whether more is waiting.
     pub more: bool,
+    /// The device's cursor came from another epoch or from beyond the newest change: the
+    /// server may have lost changes the device saw acknowledged.
+    pub reset: bool,
 }
 
 /// What a merge returns.
@@ -276,6 +287,20 @@ fn heads_from_bytes(bytes: &[u8]) -> Vec<Hash> {
         .collect()
 }
 
+/// The server's epoch (created on first use).
+async fn read_epoch(conn: &mut SqliteConnection) -> Result<u64, StorageError> {
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'epoch'")
+            .fetch_optional(&mut *conn)
+            .await?;
+    match existing {
+        Some(v) => v
+            .parse()
+            .map_err(|_| StorageError::Corrupt(format!("server epoch {v:?}"))),
+        None => Ok(0),
+    }
+}
+
 /// Every level of a scope from the town down to itself (the feed rows a change gets).
 fn scope_levels(scope: &GridCode) -> Vec<String> {
     let s = scope.as_str();
@@ -383,6 +408,21 @@ impl SqliteStorage {
         Ok(storage)
     }
 
+    /// Starts a new epoch: every device's next sync pulls its scopes from the beginning. Run it
+    /// after restoring the database from a backup, so devices that had seen changes the backup
+    /// lost do not skip the ones now written in their place.
+    pub async fn new_epoch(&self) -> Result<u64, StorageError> {
+        let epoch = u64::from(rand::random::<u32>()) + 1;
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES ('epoch', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(epoch.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(epoch)
+    }
+
     /// The pool (for tests and admin commands).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -484,6 +524,7 @@ async fn update_departments(
         return Ok(());
     }
     let id = doc.id().to_string();
+    let town = doc.header().scope.town();
     let case: gridsync_core::records::Case = doc
         .read()
         .map_err(|e| StorageError::Corrupt(format!("case {id}: {e}")))?;
@@ -505,7 +546,7 @@ async fn update_departments(
     for dept in now.intersection(&before) {
         for s in (*seq - n + 1)..=*seq {
             sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
-                .bind(department_scope(dept))
+                .bind(department_scope(dept, &town))
                 .bind(s)
                 .execute(&mut *tx)
                 .await?;
@@ -514,7 +555,7 @@ async fn update_departments(
     for dept in now.difference(&before) {
         *seq += 1;
         sqlx::query("INSERT INTO scope_feed (scope, seq, full_doc) VALUES ($1, $2, $3)")
-            .bind(department_scope(dept))
+            .bind(department_scope(dept, &town))
             .bind(*seq)
             .bind(&id)
             .execute(&mut *tx)
@@ -648,6 +689,17 @@ impl Storage for SqliteStorage {
             .fetch_one(&mut *tx)
             .await?;
         let max = u64::try_from(max).unwrap_or(0);
+        let epoch = read_epoch(&mut tx).await?;
+        // Positions from another epoch, or beyond the newest change (a restored server), mean
+        // nothing here: start that device over; the phone deduplicates what it already has.
+        let reset = !cursor.seen.is_empty()
+            && (cursor.epoch != epoch || cursor.seen.values().any(|&p| p > max));
+        let position = |scope: &str| -> u64 {
+            match cursor.seen.get(scope) {
+                Some(&p) if cursor.epoch == epoch && p <= max => p,
+                _ => 0,
+            }
+        };
         let me = device.id.to_string();
         let feeds = device.feed_scopes();
         // (seq, document, changes): one change, or a whole document that entered the scope.
@@ -655,7 +707,7 @@ impl Storage for SqliteStorage {
         let mut limit_hit: Option<i64> = None;
         let limit = i64::try_from(budget.max_changes).unwrap_or(i64::MAX);
         for scope in &feeds {
-            let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
+            let start = position(scope);
             if start >= max {
                 continue;
             }
@@ -703,9 +755,10 @@ impl Storage for SqliteStorage {
         let mut keep = rows.len();
         let mut seen_docs = std::collections::BTreeSet::new();
         for (i, r) in rows.iter().enumerate() {
+            let size: usize = r.2.iter().map(Vec::len).sum();
             let new_doc = !seen_docs.contains(&r.1);
             if i > 0
-                && (total + r.2.len() > budget.max_bytes
+                && (total + size > budget.max_bytes
                     || (new_doc && seen_docs.len() >= budget.max_docs))
             {
                 keep = i;
@@ -713,7 +766,7 @@ impl Storage for SqliteStorage {
                 break;
             }
             seen_docs.insert(r.1.clone());
-            total += r.2.len();
+            total += size;
         }
         rows.truncate(keep);
         let horizon = if more {
@@ -721,10 +774,13 @@ impl Storage for SqliteStorage {
         } else {
             max
         };
-        let mut next = Cursor::default();
+        let mut next = Cursor {
+            epoch,
+            seen: BTreeMap::new(),
+        };
         for scope in &feeds {
-            let start = cursor.0.get(scope.as_str()).copied().unwrap_or(0);
-            next.0.insert(scope.clone(), start.max(horizon));
+            next.seen
+                .insert(scope.clone(), position(scope).max(horizon));
         }
         let mut docs: Vec<DocPull> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -760,6 +816,7 @@ impl Storage for SqliteStorage {
             docs,
             cursor: next,
             more,
+            reset,
         })
     }
 
@@ -827,7 +884,11 @@ impl Storage for SqliteStorage {
             .bind(device.to_string())
             .fetch_one(&mut *tx)
             .await?;
-        if exists > 0 {
+        let intake: Option<String> =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists > 0 || intake.as_deref() == Some(device.to_string().as_str()) {
             return Err(EnrollError::AlreadyEnrolled(device));
         }
         let name: String = row.try_get("name")?;
@@ -1105,7 +1166,7 @@ mod tests {
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
         let mut c = Cursor::default();
-        c.0.insert("330102001".into(), 42);
+        c.seen.insert("330102001".into(), 42);
         assert_eq!(Cursor::decode(&c.encode()), Ok(c));
         assert_eq!(Cursor::decode(&[]), Ok(Cursor::default()));
         assert!(Cursor::decode(&[0xff, 0xff, 0xff]).is_err());

@@ -736,30 +736,23 @@ fn reconcile_list<T: Transactable>(
     text_fields: &[&str],
     path: &mut Vec<String>,
 ) -> Result<(), DocError> {
-    let common = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    // Elements past the common prefix: overwrite in place where both have one (so a nested map
-    // keeps its identity), delete surplus old ones from the end, append surplus new ones.
-    let overlap = old.len().min(new.len());
-    for i in common..overlap {
-        match (&old[i], &new[i], tx.get(list, i)?) {
-            (
-                ov @ Json::Object(_),
-                nv @ Json::Object(_),
-                Some((automerge::Value::Object(ObjType::Map), child)),
-            ) => {
-                path.push(i.to_string());
-                let r = reconcile(tx, &child, ov, nv, text_fields, path);
-                path.pop();
-                r?;
-            }
-            (_, nv, _) => put_value(tx, list, Prop::from(i), nv, text_fields, path)?,
-        }
-    }
-    for i in (new.len()..old.len()).rev() {
+    // Splice, never overwrite by position: keep the common prefix and suffix, delete what was
+    // removed and insert what was added in between. A concurrent edit of another element then
+    // survives (an in-place overwrite would land it on a slot this replica deleted).
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let max_suffix = old.len().min(new.len()) - prefix;
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(max_suffix)
+        .take_while(|(a, b)| a == b)
+        .count();
+    for i in (prefix..old.len() - suffix).rev() {
         tx.delete(list, i)?;
     }
-    for (i, nv) in new.iter().enumerate().skip(old.len()) {
-        insert_value(tx, list, i, nv, text_fields, path)?;
+    for (offset, nv) in new[prefix..new.len() - suffix].iter().enumerate() {
+        insert_value(tx, list, prefix + offset, nv, text_fields, path)?;
     }
     Ok(())
 }

@@ -52,7 +52,8 @@ impl From<sqlx::Error> for SyncError {
 /// What one request pushed, needed to apply its response.
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
-    pushed: Vec<(DocId, Vec<Hash>)>,
+    // (document, heads pushed, whether it went as a sync-protocol message)
+    pushed: Vec<(DocId, Vec<Hash>, bool)>,
 }
 
 impl Outbox {
@@ -179,17 +180,15 @@ impl SyncSession {
                         changes: Vec::new(),
                         sync: Some(ByteBuf::from(msg.encode())),
                     });
-                    outbox.pushed.push((id, heads));
+                    outbox.pushed.push((id, heads, true));
                 }
                 continue;
             }
             let changes = own_unsynced(&mut doc, &synced, &me);
             if changes.is_empty() {
-                // Nothing of ours is missing on the server (e.g. only pulled changes): clean.
-                sqlx::query("UPDATE doc_sync SET dirty = 0 WHERE doc_id = $1")
-                    .bind(id.to_string())
-                    .execute(self.store.pool())
-                    .await?;
+                // Nothing of ours is missing on the server (e.g. only pulled changes): clean,
+                // unless a local edit landed since we looked (checked again under the lock).
+                self.clear_if_clean(id, &me).await?;
                 continue;
             }
             docs.push(DocPush {
@@ -202,7 +201,7 @@ impl SyncSession {
                     .collect(),
                 sync: None,
             });
-            outbox.pushed.push((id, heads));
+            outbox.pushed.push((id, heads, false));
         }
         Ok((
             SyncRequest {
@@ -232,7 +231,7 @@ impl SyncSession {
             more: resp.more,
             ..RoundReport::default()
         };
-        if resp.docs.is_empty() && resp.acks.is_empty() {
+        if resp.docs.is_empty() && resp.acks.is_empty() && !resp.reset {
             // A no-op round: write nothing unless the cursor moved (saves an fsync per poll).
             let stored = self.store.meta(CURSOR_KEY).await?;
             if stored.as_deref() == Some(hex::encode(&resp.cursor).as_str()) {
@@ -290,7 +289,8 @@ impl SyncSession {
             }
         }
         for ack in &resp.acks {
-            let Some((_, pushed)) = outbox.pushed.iter().find(|(d, _)| *d == ack.doc) else {
+            let Some((_, pushed, via_sync)) = outbox.pushed.iter().find(|(d, _, _)| *d == ack.doc)
+            else {
                 return Err(SyncError::BadResponse(format!(
                     "acknowledgement for {} which was not pushed",
                     ack.doc
@@ -301,16 +301,22 @@ impl SyncSession {
                 AckStatus::Stored { heads } => {
                     report.acked += 1;
                     let server = from_hashes(heads.as_deref().unwrap_or(pushed));
+                    // For a batched push, "stored" covers everything pushed. For a sync-protocol
+                    // message it only means "processed": trust nothing but heads we can see.
                     let synced = if has_all(&mut doc, &server) {
-                        server
+                        Some(server)
+                    } else if *via_sync {
+                        None
                     } else {
-                        from_hashes(pushed)
+                        Some(from_hashes(pushed))
                     };
                     sqlx::query("UPDATE doc_sync SET rejected = NULL WHERE doc_id = $1")
                         .bind(ack.doc.to_string())
                         .execute(&mut *tx)
                         .await?;
-                    self.set_synced(&mut tx, &mut doc, &synced, &me).await?;
+                    if let Some(synced) = synced {
+                        self.set_synced(&mut tx, &mut doc, &synced, &me).await?;
+                    }
                 }
                 AckStatus::NeedSync => {
                     sqlx::query("UPDATE doc_sync SET need_sync = 1 WHERE doc_id = $1")
@@ -320,8 +326,10 @@ impl SyncSession {
                     report.more = true;
                 }
                 AckStatus::Rejected { code, message } => {
-                    // Kept locally (nothing is lost) and shown; not resent until edited again.
-                    sqlx::query("UPDATE doc_sync SET rejected = $1, dirty = 0 WHERE doc_id = $2")
+                    // Kept locally and shown, and still dirty: the cause may pass (a scope is
+                    // extended, another phone syncs the changes these depend on), and nothing
+                    // recorded may be lost. It is offered again on every sync.
+                    sqlx::query("UPDATE doc_sync SET rejected = $1 WHERE doc_id = $2")
                         .bind(format!("{code}: {message}"))
                         .bind(ack.doc.to_string())
                         .execute(&mut *tx)
@@ -331,6 +339,15 @@ impl SyncSession {
                         .push((ack.doc, code.clone(), message.clone()));
                 }
             }
+        }
+        if resp.reset {
+            // The server may have lost what it acknowledged: offer every change of ours again
+            // (it keeps what it already has, by hash).
+            sqlx::query("UPDATE doc_sync SET synced_heads = x'', dirty = 1, need_sync = 0")
+                .execute(&mut *tx)
+                .await?;
+            self.fallback.clear();
+            report.more = true;
         }
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) \
@@ -346,6 +363,25 @@ impl SyncSession {
             report.more = self.store.unsynced_count().await? > 0;
         }
         Ok(report)
+    }
+
+    async fn clear_if_clean(&self, id: DocId, me: &automerge::ActorId) -> Result<(), SyncError> {
+        let _guard = self.store.write_lock().lock().await;
+        let mut tx = self.store.pool().begin().await?;
+        let synced: Vec<u8> =
+            sqlx::query_scalar("SELECT synced_heads FROM doc_sync WHERE doc_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let (mut doc, _) = load_doc(&mut tx, id).await?;
+        if own_unsynced(&mut doc, &heads_from(&synced), me).is_empty() {
+            sqlx::query("UPDATE doc_sync SET dirty = 0 WHERE doc_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn set_synced(

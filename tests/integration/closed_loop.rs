@@ -452,3 +452,37 @@ async fn role_claims_are_checked_and_bad_intake_gets_typed_errors() {
     assert_eq!(status, 401);
     assert_eq!(server.doc_ids().await.len(), before, "nothing was created");
 }
+
+#[tokio::test]
+async fn a_department_clerk_sees_only_its_own_towns_cases() {
+    let server = TestServer::start().await;
+    let key = intake_key(&server).await;
+    let other_town_grid = "33010200201001001";
+    let dispatcher_b = Phone::enroll(&server, "乙镇调度", Role::Dispatcher, &["330102002"]).await;
+    let worker_b = Phone::enroll(&server, "乙镇网格员", Role::Worker, &[other_town_grid]).await;
+    let d01_town_a = department(&server, "D01").await;
+    let (status, v) = post_intake(
+        &server,
+        &key,
+        &json!({"order_no": "T-1", "title": "路灯", "subcategory": "0102",
+                "description": "不亮", "address": "乙镇", "grid": other_town_grid}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id: DocId = serde_json::from_value(v["case"].clone()).expect("id");
+    worker_b.sync().await;
+    act(&worker_b, id, Action::Verify, "属实", BTreeMap::new()).await;
+    worker_b.sync().await;
+    dispatcher_b.sync().await;
+    act(&dispatcher_b, id, Action::Register, "", BTreeMap::new()).await;
+    let c: Case = dispatcher_b.store.read(id).await.expect("case");
+    let plan = plan_dispatch(&c, &Reference::builtin(), now_ms(), None, None).expect("plan");
+    assert_eq!(plan["lead"], "D01");
+    act(&dispatcher_b, id, Action::Dispatch, "", plan).await;
+    dispatcher_b.sync().await;
+    d01_town_a.sync().await;
+    assert!(
+        d01_town_a.store.load(id).await.is_err(),
+        "D01's clerk for town A must not receive town B's case"
+    );
+}

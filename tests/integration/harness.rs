@@ -202,3 +202,22 @@ pub async fn assert_converged(server: &TestServer, phones: &[&Phone]) {
         );
     }
 }
+
+/// A case as a grid worker reports it.
+pub fn sample_case() -> gridsync_core::records::Case {
+    gridsync_core::records::Case {
+        title: "楼道灯损坏".into(),
+        source: gridsync_core::records::CaseSource::Inspection,
+        category: "01".into(),
+        subcategory: "0102".into(),
+        location: None,
+        address: "城南社区 3 幢".into(),
+        description: "楼道灯不亮".into(),
+        urgency: gridsync_core::records::Urgency::Normal,
+        reported_by: "周网格".into(),
+        reported_at: 1_760_000_000_000,
+        parties: Default::default(),
+        photos: Default::default(),
+        events: Default::default(),
+    }
+}

@@ -282,3 +282,32 @@ fn list_appends_from_two_replicas_keep_both() {
     assert_eq!(track.len(), 3);
     assert!(a.conflicts().is_empty());
 }
+
+#[test]
+fn removing_one_list_item_keeps_a_concurrent_edit_of_another() {
+    let mut h = household();
+    h.members.get_mut(&rid(1)).expect("head").phones =
+        vec!["13812345678".into(), "13912345678".into()];
+    let mut a = Document::create(DocId::new(), grid(), device(1), &h).expect("create");
+    let mut b = fork(&mut a, 2);
+    a.update::<Household>(|h| {
+        h.members.get_mut(&rid(1)).expect("head").phones.remove(0);
+    })
+    .expect("a removes the first phone");
+    b.update::<Household>(|h| {
+        h.members.get_mut(&rid(1)).expect("head").phones[1] = "13712345678".into();
+    })
+    .expect("b edits the second");
+    a.merge(&mut b).expect("merge");
+    let phones = a.read::<Household>().expect("read").members[&rid(1)]
+        .phones
+        .clone();
+    assert!(
+        phones.contains(&"13712345678".to_owned()),
+        "b's edit survived: {phones:?}"
+    );
+    assert!(
+        !phones.contains(&"13812345678".to_owned()),
+        "a's removal survived: {phones:?}"
+    );
+}
