@@ -2,9 +2,7 @@
 //! reconnect in every order: every replica and the server's projections end identical, with
 //! every edit present.
 
-use gridsync_core::records::{
-    Case, CaseSource, Household, Relation, Residence, Resident, Urgency, Visit,
-};
+use gridsync_core::records::{Case, Household, Relation, Residence, Resident, Urgency, Visit};
 use gridsync_proto::{DocId, RecordId};
 use gridsync_server::auth::Role;
 
@@ -12,31 +10,15 @@ use crate::harness::{GRID_A, Phone, TOWN, TestServer, assert_converged, code};
 
 fn visit(worker: &str, findings: &str) -> Visit {
     Visit {
-        worker: worker.into(),
-        at: 1_760_000_000_000,
-        gps: None,
-        purpose: "日常走访".into(),
         findings: findings.into(),
-        photos: Default::default(),
-        cases: vec![],
+        ..crate::harness::sample_visit(worker, 0)
     }
 }
 
 fn case(title: &str) -> Case {
     Case {
         title: title.into(),
-        source: CaseSource::Inspection,
-        category: "01".into(),
-        subcategory: "0102".into(),
-        location: None,
-        address: "城南社区 3 幢".into(),
-        description: "楼道灯不亮".into(),
-        urgency: Urgency::Normal,
-        reported_by: "周网格".into(),
-        reported_at: 1_760_000_000_000,
-        parties: Default::default(),
-        photos: Default::default(),
-        events: Default::default(),
+        ..crate::harness::sample_case()
     }
 }
 

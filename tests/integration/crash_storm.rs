@@ -44,15 +44,7 @@ fn spawn_server(data: &std::path::Path) -> ServerProcess {
 }
 
 fn visit(n: usize) -> Visit {
-    Visit {
-        worker: "网格员".into(),
-        at: n as i64,
-        gps: None,
-        purpose: "日常走访".into(),
-        findings: format!("第 {n} 次"),
-        photos: Default::default(),
-        cases: vec![],
-    }
+    crate::harness::sample_visit("网格员", n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -221,3 +221,16 @@ pub fn sample_case() -> gridsync_core::records::Case {
         events: Default::default(),
     }
 }
+
+/// A household visit by `worker`; `n` makes it distinct.
+pub fn sample_visit(worker: &str, n: usize) -> gridsync_core::records::Visit {
+    gridsync_core::records::Visit {
+        worker: worker.into(),
+        at: 1_760_000_000_000 + n as i64,
+        gps: None,
+        purpose: "日常走访".into(),
+        findings: format!("第 {n} 次"),
+        photos: Default::default(),
+        cases: vec![],
+    }
+}

@@ -3,25 +3,27 @@
 //! a large backlog is paged so no response is huge.
 
 use gridsync_core::client::RetryPolicy;
-use gridsync_core::records::{Household, Residence, Visit};
+use gridsync_core::records::{Household, Residence};
 use gridsync_proto::RecordId;
 use gridsync_server::auth::Role;
 use gridsync_server::storage::PullBudget;
 use gridsync_server::{Config, Storage};
 use gridsync_tests::LocalServer;
 
-use crate::harness::{GRID_A, code, quick_retry};
+use crate::harness::{GRID_A, code, quick_retry, sample_visit};
 
-fn visit(n: usize) -> Visit {
-    Visit {
-        worker: "周网格".into(),
-        at: n as i64,
-        gps: None,
-        purpose: "日常走访".into(),
-        findings: format!("第 {n} 次"),
-        photos: Default::default(),
-        cases: vec![],
-    }
+fn visit(n: usize) -> gridsync_core::records::Visit {
+    sample_visit("周网格", n)
+}
+
+/// Stops a server the way an operator does before a backup or a restore.
+async fn stop(server: LocalServer) {
+    server.storage.close().await;
+    drop(server);
+}
+
+fn client_for(server: &LocalServer) -> gridsync_core::client::SyncClient {
+    gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client")
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -56,15 +58,12 @@ async fn a_server_restored_from_backup_is_repaired_by_the_sync_protocol() {
         .expect("create");
     client.sync(&a, 10).await.expect("first sync");
     // The operator's nightly backup (taken with the server stopped).
-    let url = server.url.clone();
-    server.storage.close().await;
-    drop(server);
+    stop(server).await;
     copy_dir(&data, &backup);
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("restart");
-    let client =
-        gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
+    let client = client_for(&server);
     let v1 = RecordId::new();
     a.update::<Household>(hid, |h| {
         h.visits.insert(v1, visit(1));
@@ -73,16 +72,13 @@ async fn a_server_restored_from_backup_is_repaired_by_the_sync_protocol() {
     .expect("edit 1");
     client.sync(&a, 10).await.expect("second sync");
     // Disaster: the server is restored from the backup, losing the second sync.
-    server.storage.close().await;
-    drop(server);
+    stop(server).await;
     std::fs::remove_dir_all(&data).expect("wipe");
     copy_dir(&backup, &data);
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("restored");
-    let client =
-        gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
-    let _ = url;
+    let client = client_for(&server);
     let v2 = RecordId::new();
     a.update::<Household>(hid, |h| {
         h.visits.insert(v2, visit(2));
@@ -209,16 +205,15 @@ async fn after_a_restore_and_a_new_epoch_every_phone_gets_everything_back() {
         .expect("h1");
     ca.sync(&a, 10).await.expect("a");
     cb.sync(&b, 10).await.expect("b");
-    server.storage.close().await;
-    drop(server);
+    stop(server).await;
     copy_dir(&data, &backup);
 
     // After the backup: A adds a household and a visit; both phones see it acknowledged.
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("restart");
-    let ca = gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
-    let cb = gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
+    let ca = client_for(&server);
+    let cb = client_for(&server);
     let h2 = a
         .create(code(GRID_A), &Household::new("2 号", Residence::Floating))
         .await
@@ -234,16 +229,15 @@ async fn after_a_restore_and_a_new_epoch_every_phone_gets_everything_back() {
     assert!(b.load(h2).await.is_ok());
 
     // Disaster and restore; the operator starts a new epoch.
-    server.storage.close().await;
-    drop(server);
+    stop(server).await;
     std::fs::remove_dir_all(&data).expect("wipe");
     copy_dir(&backup, &data);
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("restored");
     server.storage.new_epoch().await.expect("new epoch");
-    let ca = gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
-    let cb = gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
+    let ca = client_for(&server);
+    let cb = client_for(&server);
     // B writes first, taking sequence numbers the lost changes once had.
     let h3 = b
         .create(code(GRID_A), &Household::new("3 号", Residence::Permanent))
