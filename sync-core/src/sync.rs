@@ -438,6 +438,14 @@ impl SyncSession {
                     .await
                     .map_err(StoreError::from)?;
             }
+            if !doc.automerge().get_missing_deps(&[]).is_empty() {
+                // Changes whose dependencies this phone lacks are only queued in memory: ask
+                // for the rest through the sync protocol rather than silently dropping them.
+                sqlx::query("UPDATE doc_sync SET need_sync = 1, dirty = 1 WHERE doc_id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             return Ok(Some(doc));
         }
         let mut am = AutoCommit::new().with_actor(actor_for(self.store.device()));

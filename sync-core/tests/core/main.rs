@@ -8,4 +8,5 @@ mod merge_props;
 mod records;
 mod schema;
 mod store;
+mod sync_engine;
 mod workflow;
