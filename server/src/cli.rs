@@ -48,8 +48,9 @@ enum Command {
         /// Requests handled at once; more are answered 503 with Retry-After.
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
-        /// Longest a request may take, in seconds.
-        #[arg(long, default_value_t = 60)]
+        /// Longest a request may take, in seconds (phones on weak links upload slowly; they
+        /// keep each request under 1 MiB of changes).
+        #[arg(long, default_value_t = 180)]
         request_timeout: u64,
     },
     /// Create or upgrade the database schema, then exit.

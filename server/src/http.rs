@@ -50,7 +50,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(180),
             pull_budget: PullBudget::default(),
             reference: Arc::new(Reference::builtin()),
         }

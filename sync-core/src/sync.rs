@@ -28,6 +28,10 @@ use crate::store::{Store, StoreError, append_chunk, insert_doc, load_doc};
 /// Most documents one request pushes; the rest go in the next round.
 pub const MAX_PUSH_DOCS: i64 = 500;
 
+/// Most change bytes one request pushes (at least one document always goes): on a weak link a
+/// request must finish well inside the server's timeout, or it would be retried forever.
+pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
+
 /// Why a sync round failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,6 +58,8 @@ impl From<sqlx::Error> for SyncError {
 pub struct Outbox {
     // (document, heads pushed, whether it went as a sync-protocol message)
     pushed: Vec<(DocId, Vec<Hash>, bool)>,
+    // Dirty documents were left for the next request (batch limits).
+    truncated: bool,
 }
 
 impl Outbox {
@@ -159,7 +165,13 @@ impl SyncSession {
         let me = actor_for(self.store.device());
         let mut docs = Vec::with_capacity(dirty.len());
         let mut outbox = Outbox::default();
+        let mut bytes = 0usize;
+        let full_batch = dirty.len() as i64 >= MAX_PUSH_DOCS;
         for (id, synced, need_sync) in dirty {
+            if bytes >= MAX_PUSH_BYTES {
+                outbox.truncated = true;
+                break;
+            }
             let id = DocId::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut doc = self.store.load(id).await?;
             let synced = heads_from(&synced);
@@ -191,6 +203,7 @@ impl SyncSession {
                 self.clear_if_clean(id, &me).await?;
                 continue;
             }
+            bytes += changes.iter().map(|c| c.raw_bytes().len()).sum::<usize>();
             docs.push(DocPush {
                 doc: id,
                 header: synced.is_empty().then(|| doc.header().clone()),
@@ -203,6 +216,8 @@ impl SyncSession {
             });
             outbox.pushed.push((id, heads, false));
         }
+        // A full page of dirty documents means more may be waiting behind it.
+        outbox.truncated |= full_batch;
         Ok((
             SyncRequest {
                 version: PROTOCOL_VERSION,
@@ -359,7 +374,7 @@ impl SyncSession {
         .await?;
         tx.commit().await?;
         drop(_guard);
-        if !report.more && outbox.len() as i64 >= MAX_PUSH_DOCS {
+        if !report.more && outbox.truncated {
             report.more = self.store.unsynced_count().await? > 0;
         }
         Ok(report)

@@ -270,3 +270,37 @@ async fn after_a_restore_and_a_new_epoch_every_phone_gets_everything_back() {
     assert_eq!(a.unsynced_count().await.expect("a"), 0);
     assert_eq!(b.unsynced_count().await.expect("b"), 0);
 }
+
+#[tokio::test]
+async fn a_big_push_goes_in_bounded_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = LocalServer::start(&dir.path().join("server"), Config::default())
+        .await
+        .expect("server");
+    let (a, ca) = server
+        .phone(
+            &dir.path().join("a.db"),
+            "周网格",
+            Role::Worker,
+            &[code(GRID_A)],
+            quick_retry(),
+        )
+        .await
+        .expect("a");
+    let records: Vec<Household> = (0..400)
+        .map(|i| gridsync_core::sample::household(i, 3, 24))
+        .collect();
+    a.create_many(code(GRID_A), &records).await.expect("import");
+    let report = ca.sync(&a, 50).await.expect("push");
+    assert_eq!(report.acked, 400);
+    assert!(
+        report.round_trips >= 2,
+        "more than 1 MiB of changes went in several requests: {report:?}"
+    );
+    let per_request = report.bytes_sent / report.round_trips;
+    assert!(
+        per_request < gridsync_core::sync::MAX_PUSH_BYTES + 64 * 1024,
+        "each request stays near the cap: {report:?}"
+    );
+    assert_eq!(a.unsynced_count().await.expect("count"), 0);
+}
