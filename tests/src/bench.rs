@@ -202,6 +202,32 @@ fn perdoc_exchange(
     Ok((trips, bytes))
 }
 
+/// The per-document baseline over `ids`, on copies of the phone's and the server's documents:
+/// (round trips in all, message bytes, sequential rounds of the slowest document).
+async fn perdoc_baseline(
+    phone: &gridsync_core::Store,
+    server: &crate::LocalServer,
+    ids: &[gridsync_proto::DocId],
+) -> Result<(usize, usize, usize)> {
+    use gridsync_server::Storage;
+    let (mut trips, mut bytes, mut rounds) = (0, 0, 0);
+    for id in ids {
+        let mut dev = phone.load(*id).await?.automerge().clone();
+        let mut srv = server
+            .storage
+            .load(*id)
+            .await?
+            .context("server doc")?
+            .automerge()
+            .clone();
+        let (t, b) = perdoc_exchange(&mut dev, &mut srv)?;
+        trips += t;
+        bytes += b;
+        rounds = usize::max(rounds, t);
+    }
+    Ok((trips, bytes, rounds))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -213,7 +239,6 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
     use gridsync_core::client::RetryPolicy;
     use gridsync_core::records::Visit;
     use gridsync_core::sync::SyncSession;
-    use gridsync_server::Storage;
     use gridsync_server::auth::Role;
 
     let n_docs: usize = if quick { 200 } else { 10_000 };
@@ -314,20 +339,7 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
     out.insert("noop_sync_client_total_ms".into(), json!(median(times)));
 
     // Baseline: one Automerge sync exchange per document on reconnect.
-    let (mut trips, mut bytes) = (0usize, 0usize);
-    for id in &ids {
-        let mut dev = a.load(*id).await?.automerge().clone();
-        let mut srv = server
-            .storage
-            .load(*id)
-            .await?
-            .context("server doc")?
-            .automerge()
-            .clone();
-        let (t, b) = perdoc_exchange(&mut dev, &mut srv)?;
-        trips += t;
-        bytes += b;
-    }
+    let (trips, bytes, _) = perdoc_baseline(&a, &server, &ids).await?;
     out.insert("perdoc_noop_sync_round_trips".into(), json!(trips));
     out.insert("perdoc_noop_sync_bytes".into(), json!(bytes));
 
@@ -369,21 +381,7 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
             .await?;
     }
     // Baseline first, on copies of the same state.
-    let (mut trips, mut bytes, mut rounds) = (0usize, 0usize, 0usize);
-    for id in day_docs {
-        let mut dev = a.load(*id).await?.automerge().clone();
-        let mut srv = server
-            .storage
-            .load(*id)
-            .await?
-            .context("server doc")?
-            .automerge()
-            .clone();
-        let (t, b) = perdoc_exchange(&mut dev, &mut srv)?;
-        trips += t;
-        bytes += b;
-        rounds = rounds.max(t);
-    }
+    let (trips, bytes, rounds) = perdoc_baseline(&a, &server, day_docs).await?;
     out.insert("perdoc_sync_round_trips".into(), json!(trips));
     out.insert("perdoc_sync_latency_rounds".into(), json!(rounds));
     out.insert("perdoc_sync_wire_bytes".into(), json!(bytes));
