@@ -256,6 +256,29 @@ pub fn merge_push(
     push: &DocPush,
     dept_member: bool,
 ) -> Result<Merged, Rejection> {
+    // Automerge 0.12 can panic on some malformed change bytes (found by the fuzz test below,
+    // e.g. an out-of-range actor index). Untrusted bytes enter here, so a panic is turned into
+    // this document's rejection instead of failing the whole request.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        merge_push_checked(existing, device, push, dept_member)
+    }))
+    .unwrap_or_else(|_| {
+        Err(reject(
+            "bad_change",
+            format!(
+                "the changes for document {} are malformed and could not be applied",
+                push.doc
+            ),
+        ))
+    })
+}
+
+fn merge_push_checked(
+    existing: Option<Document>,
+    device: &Device,
+    push: &DocPush,
+    dept_member: bool,
+) -> Result<Merged, Rejection> {
     if let Some(msg) = &push.sync {
         return merge_sync_message(existing, device, push, msg, dept_member);
     }
@@ -397,4 +420,70 @@ fn merge_sync_message(
         created,
         sync_reply: reply,
     })
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Hostile pushes: random or mutated change bytes give a typed rejection, never a panic and
+    //! never a stored document.
+    use super::*;
+    use gridsync_core::records::{Household, Residence};
+    use gridsync_proto::{DeviceId, DocId};
+    use proptest::prelude::*;
+    use serde_bytes::ByteBuf;
+
+    fn device() -> Device {
+        Device {
+            id: DeviceId(uuid::Uuid::from_u128(7)),
+            name: "w".into(),
+            role: Role::Worker,
+            scopes: vec![GridCode::parse("33010200101001002").expect("grid")],
+            department: None,
+        }
+    }
+
+    fn valid_change() -> (DocId, Vec<u8>) {
+        let d = device();
+        let mut doc = Document::create(
+            DocId::new(),
+            d.scopes[0].clone(),
+            d.id,
+            &Household::new("1 号", Residence::Permanent),
+        )
+        .expect("doc");
+        let id = doc.id();
+        let bytes = doc.changes_since(&[])[0].raw_bytes().to_vec();
+        (id, bytes)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_changes_are_rejected_or_stored_whole(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            truncate in any::<prop::sample::Index>(),
+            cut in any::<bool>(),
+        ) {
+            let (id, mut bytes) = valid_change();
+            for (i, b) in flips {
+                let at = i.index(bytes.len());
+                bytes[at] = b;
+            }
+            if cut {
+                bytes.truncate(truncate.index(bytes.len()));
+            }
+            let push = DocPush { doc: id, header: None, heads: vec![], changes: vec![ByteBuf::from(bytes)], sync: None };
+            match merge_push(None, &device(), &push, false) {
+                Ok(Merged::Stored { doc, .. }) => prop_assert_eq!(doc.id(), id),
+                Ok(Merged::NeedSync { .. }) | Err(_) => {}
+            }
+        }
+
+        #[test]
+        fn random_sync_messages_are_rejected(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let push = DocPush { doc: DocId::new(), header: None, heads: vec![], changes: vec![], sync: Some(ByteBuf::from(bytes)) };
+            let _ = merge_push(None, &device(), &push, false);
+        }
+    }
 }
