@@ -60,13 +60,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A resident found by name, with the household context a grid worker needs at the door.
+/// A resident found by name, with what a grid worker needs at the door: the household (address,
+/// residence status, flags), the family with their work, and the household's past requests.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ResidentHit {
     /// The resident.
     pub resident: ResidentRow,
     /// Their household.
     pub household: HouseholdRow,
+    /// Everyone in the household (the resident included), head first.
+    pub family: Vec<ResidentRow>,
+    /// Cases that name the household or one of its members, newest first.
+    pub past_requests: Vec<CaseRow>,
 }
 
 /// The local store of one device.
@@ -373,9 +378,13 @@ impl Store {
                     .bind(r.household_id.to_string())
                     .fetch_one(&self.pool)
                     .await?;
+            let family = self.residents_of(r.household_id).await?;
+            let past_requests = self.cases_of_household(r.household_id).await?;
             hits.push(ResidentHit {
                 resident: r,
                 household,
+                family,
+                past_requests,
             });
         }
         Ok(hits)

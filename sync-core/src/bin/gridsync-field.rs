@@ -1086,22 +1086,45 @@ async fn resident_cmd(store: &Store, out: &Out, cmd: ResidentCmd) -> Result<()> 
                 if hits.is_empty() {
                     return format!("no resident matches {name:?}");
                 }
-                hits.iter()
-                    .map(|h| {
-                        format!(
-                            "{} ({}, {}) {}  {}  household {} at {}, {} members",
-                            h.resident.name,
-                            h.resident.relation,
-                            h.resident.birth_date.as_deref().unwrap_or("?"),
-                            h.resident.phones,
-                            h.resident.work,
-                            h.household.doc_id,
-                            h.household.address,
-                            h.household.member_count
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                let mut s = String::new();
+                for h in &hits {
+                    s += &format!(
+                        "{} ({}, {}) {} {}\n  household {} at {} ({}, {}{})\n",
+                        h.resident.name,
+                        h.resident.relation,
+                        h.resident.birth_date.as_deref().unwrap_or("?"),
+                        h.resident.phones,
+                        h.resident.work,
+                        h.household.doc_id,
+                        h.household.address,
+                        h.household.residence,
+                        h.household.member_count,
+                        if h.household.flags.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {}", h.household.flags)
+                        }
+                    );
+                    for m in &h.family {
+                        s += &format!(
+                            "  · {} {} {} {} [{}]\n",
+                            m.relation,
+                            m.name,
+                            m.birth_date.as_deref().unwrap_or(""),
+                            m.work,
+                            m.status
+                        );
+                    }
+                    for c in &h.past_requests {
+                        s += &format!(
+                            "  ↳ {} {} [{}]\n",
+                            fmt_time(c.reported_at),
+                            c.title,
+                            c.status
+                        );
+                    }
+                }
+                s.trim_end().to_owned()
             })
         }
     }

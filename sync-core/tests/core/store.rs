@@ -79,6 +79,15 @@ async fn search_by_name_shows_family_work_and_past_requests() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].resident.work, "城南小学 在读");
     assert_eq!(hits[0].household.address, "城南社区 3 幢 2 单元 501 室");
+    assert_eq!(hits[0].household.residence, "permanent");
+    let family: Vec<&str> = hits[0].family.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(family, ["王建国", "王小明"], "the family, head first");
+    assert_eq!(
+        hits[0].past_requests.len(),
+        1,
+        "the household's past requests"
+    );
+    assert_eq!(hits[0].past_requests[0].doc_id, cid);
     let family = store.residents_of(hid).await.expect("family");
     assert_eq!(family.len(), 2);
     assert_eq!(family[0].relation, "head", "head first");
