@@ -371,15 +371,70 @@ impl Store {
         .bind(needle)
         .fetch_all(&self.pool)
         .await?;
+        // Households, families and past requests for all hits in three queries (not per hit):
+        // the phone store is SQLite, so the id list travels as one JSON parameter.
+        let mut household_ids: Vec<String> = residents
+            .iter()
+            .map(|r| r.household_id.to_string())
+            .collect();
+        household_ids.sort();
+        household_ids.dedup();
+        let ids = serde_json::to_string(&household_ids)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let households: Vec<HouseholdRow> = sqlx::query_as(
+            "SELECT * FROM p_households WHERE doc_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let members: Vec<ResidentRow> = sqlx::query_as(
+            "SELECT * FROM p_residents WHERE household_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY household_id, relation = 'head' DESC, birth_date, name",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let links: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT household_id, case_id FROM p_case_links \
+             WHERE household_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let cases: Vec<CaseRow> = sqlx::query_as(
+            "SELECT * FROM p_cases WHERE doc_id IN (SELECT case_id FROM p_case_links \
+             WHERE household_id IN (SELECT value FROM json_each(?))) ORDER BY reported_at DESC, doc_id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
         let mut hits = Vec::with_capacity(residents.len());
         for r in residents {
-            let household: HouseholdRow =
-                sqlx::query_as("SELECT * FROM p_households WHERE doc_id = ?")
-                    .bind(r.household_id.to_string())
-                    .fetch_one(&self.pool)
-                    .await?;
-            let family = self.residents_of(r.household_id).await?;
-            let past_requests = self.cases_of_household(r.household_id).await?;
+            let Some(household) = households
+                .iter()
+                .find(|h| h.doc_id == r.household_id)
+                .cloned()
+            else {
+                return Err(StoreError::Corrupt(format!(
+                    "resident {} has no household row",
+                    r.resident_id
+                )));
+            };
+            let family = members
+                .iter()
+                .filter(|m| m.household_id == r.household_id)
+                .cloned()
+                .collect();
+            let hid = r.household_id.to_string();
+            let past_requests = cases
+                .iter()
+                .filter(|c| {
+                    links
+                        .iter()
+                        .any(|(h, case)| *h == hid && *case == c.doc_id.to_string())
+                })
+                .cloned()
+                .collect();
             hits.push(ResidentHit {
                 resident: r,
                 household,
