@@ -381,15 +381,23 @@ pub enum ProjectionError {
     Db(#[from] sqlx::Error),
 }
 
-const CLEAR_DOC: [&str; 7] = [
-    "DELETE FROM p_grids WHERE doc_id = $1",
-    "DELETE FROM p_households WHERE doc_id = $1",
-    "DELETE FROM p_residents WHERE household_id = $1",
-    "DELETE FROM p_visits WHERE household_id = $1",
-    "DELETE FROM p_cases WHERE doc_id = $1",
-    "DELETE FROM p_case_links WHERE case_id = $1",
-    "DELETE FROM p_inspections WHERE doc_id = $1",
-];
+/// The rows a document of each type owns. A document's type never changes (the header is
+/// immutable), so a rewrite clears only its own type's tables.
+fn clear_statements(doc_type: DocType) -> &'static [&'static str] {
+    match doc_type {
+        DocType::Grid => &["DELETE FROM p_grids WHERE doc_id = $1"],
+        DocType::Household => &[
+            "DELETE FROM p_households WHERE doc_id = $1",
+            "DELETE FROM p_residents WHERE household_id = $1",
+            "DELETE FROM p_visits WHERE household_id = $1",
+        ],
+        DocType::Case => &[
+            "DELETE FROM p_cases WHERE doc_id = $1",
+            "DELETE FROM p_case_links WHERE case_id = $1",
+        ],
+        DocType::Inspection => &["DELETE FROM p_inspections WHERE doc_id = $1"],
+    }
+}
 
 /// Empties every projection table (before a rebuild).
 pub async fn clear_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), ProjectionError> {
@@ -416,8 +424,8 @@ pub async fn store_sqlite(
 ) -> Result<(), ProjectionError> {
     let rows = project(doc)?;
     let id = doc.id().to_string();
-    for sql in CLEAR_DOC {
-        sqlx::query(sql).bind(&id).execute(&mut *conn).await?;
+    for sql in clear_statements(doc.header().doc_type) {
+        sqlx::query(*sql).bind(&id).execute(&mut *conn).await?;
     }
     match rows {
         Projection::Grid(g) => {
