@@ -165,3 +165,44 @@ async fn steady_state_sync_takes_one_round_trip_and_noop_is_tiny() {
     assert!(noop.bytes_sent + noop.bytes_received < 200, "{noop:?}");
     assert_converged(&server, &[&a, &b]).await;
 }
+
+#[tokio::test]
+async fn server_projections_rebuild_identically_from_the_documents() {
+    use gridsync_server::Storage;
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    for i in 0..5 {
+        a.store
+            .create(code(GRID_A), &gridsync_core::sample::household(i, 3, 2))
+            .await
+            .expect("household");
+    }
+    a.store
+        .create(code(GRID_A), &case("楼道灯损坏"))
+        .await
+        .expect("case");
+    a.sync().await;
+    let before = (
+        server.storage.households(None).await.expect("h"),
+        server.storage.search_residents("王").await.expect("r"),
+        server.storage.cases().await.expect("c"),
+    );
+    sqlx::query("DELETE FROM p_residents")
+        .execute(server.storage.pool())
+        .await
+        .expect("wipe");
+    sqlx::query("UPDATE p_cases SET status = 'garbage'")
+        .execute(server.storage.pool())
+        .await
+        .expect("damage");
+    assert_eq!(
+        server.storage.rebuild_projections().await.expect("rebuild"),
+        6
+    );
+    let after = (
+        server.storage.households(None).await.expect("h"),
+        server.storage.search_residents("王").await.expect("r"),
+        server.storage.cases().await.expect("c"),
+    );
+    assert_eq!(before, after);
+}
