@@ -16,6 +16,26 @@ fn visit(n: usize) -> gridsync_core::records::Visit {
     sample_visit("周网格", n)
 }
 
+/// A worker's phone on grid A, its store at `DIR/<file>.db`.
+async fn grid_a_phone(
+    server: &LocalServer,
+    dir: &std::path::Path,
+    file: &str,
+    name: &str,
+    retry: RetryPolicy,
+) -> (gridsync_core::Store, gridsync_core::client::SyncClient) {
+    server
+        .phone(
+            &dir.join(format!("{file}.db")),
+            name,
+            Role::Worker,
+            &[code(GRID_A)],
+            retry,
+        )
+        .await
+        .expect("phone")
+}
+
 /// Stops a server the way an operator does before a backup or a restore.
 async fn stop(server: LocalServer) {
     server.storage.close().await;
@@ -42,16 +62,7 @@ async fn a_server_restored_from_backup_is_repaired_by_the_sync_protocol() {
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("server");
-    let (a, client) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            quick_retry(),
-        )
-        .await
-        .expect("phone");
+    let (a, client) = grid_a_phone(&server, dir.path(), "a", "周网格", quick_retry()).await;
     let hid = a
         .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
         .await
@@ -127,26 +138,8 @@ async fn a_large_backlog_is_paged_and_still_converges() {
         attempts: 2,
         ..quick_retry()
     };
-    let (a, ca) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            retry,
-        )
-        .await
-        .expect("a");
-    let (b, cb) = server
-        .phone(
-            &dir.path().join("b.db"),
-            "吴网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            retry,
-        )
-        .await
-        .expect("b");
+    let (a, ca) = grid_a_phone(&server, dir.path(), "a", "周网格", retry).await;
+    let (b, cb) = grid_a_phone(&server, dir.path(), "b", "吴网格", retry).await;
     let records: Vec<Household> = (0..23)
         .map(|i| gridsync_core::sample::household(i, 3, 2))
         .collect();
@@ -179,26 +172,8 @@ async fn after_a_restore_and_a_new_epoch_every_phone_gets_everything_back() {
     let server = LocalServer::start(&data, Config::default())
         .await
         .expect("server");
-    let (a, ca) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            quick_retry(),
-        )
-        .await
-        .expect("a");
-    let (b, cb) = server
-        .phone(
-            &dir.path().join("b.db"),
-            "吴网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            quick_retry(),
-        )
-        .await
-        .expect("b");
+    let (a, ca) = grid_a_phone(&server, dir.path(), "a", "周网格", quick_retry()).await;
+    let (b, cb) = grid_a_phone(&server, dir.path(), "b", "吴网格", quick_retry()).await;
     let h1 = a
         .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
         .await
@@ -277,16 +252,7 @@ async fn a_big_push_goes_in_bounded_requests() {
     let server = LocalServer::start(&dir.path().join("server"), Config::default())
         .await
         .expect("server");
-    let (a, ca) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[code(GRID_A)],
-            quick_retry(),
-        )
-        .await
-        .expect("a");
+    let (a, ca) = grid_a_phone(&server, dir.path(), "a", "周网格", quick_retry()).await;
     let records: Vec<Household> = (0..400)
         .map(|i| gridsync_core::sample::household(i, 3, 24))
         .collect();
