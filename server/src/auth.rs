@@ -3,7 +3,7 @@
 //! **Invariant:** the server never stores a token or an enrollment code, only their SHA-256;
 //! a stolen database does not let anyone sync as a device.
 
-use gridsync_proto::{DeviceId, GridCode};
+use gridsync_proto::{DeviceId, GridCode, GridLevel};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -30,14 +30,29 @@ pub struct Device {
 impl Device {
     /// The keys of the feed this device pulls from: its grid codes, or its department in each
     /// town it serves (department codes are county-wide; the town keeps other towns' cases out).
+    ///
+    /// Fails closed: a department clerk's device without a department, or a scope of it that
+    /// is not a whole town (enrollment refuses both; a row written before it did may hold
+    /// them), gets no feed for it rather than its grid codes or the whole town's cases.
     pub fn feed_scopes(&self) -> Vec<String> {
-        match (&self.department, self.role) {
-            (Some(d), Role::Department) => self
+        match (self.role, &self.department) {
+            (Role::Department, Some(d)) => self
                 .scopes
                 .iter()
-                .map(|town| department_scope(d, &town.town()))
+                .filter(|s| s.level() == GridLevel::Town)
+                .map(|town| department_scope(d, town))
                 .collect(),
+            (Role::Department, None) => Vec::new(),
             _ => self.scopes.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The department whose dispatched cases this device may write: only a department
+    /// clerk's device bound to one (any other device, or a clerk's without a department, none).
+    pub fn writes_for_department(&self) -> Option<&str> {
+        match (self.role, &self.department) {
+            (Role::Department, Some(d)) => Some(d),
+            _ => None,
         }
     }
 }
@@ -55,17 +70,48 @@ pub fn parse_scopes(role: Role, s: &str) -> Result<Vec<GridCode>, String> {
         .filter(|p| !p.is_empty())
         .map(|p| GridCode::parse(p).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
+    check_scopes(role, &scopes)?;
+    Ok(scopes)
+}
+
+/// Checks scopes fit the role: at least one, and whole towns for the roles that work
+/// town-wide (a dispatcher's centre, a department clerk's towns).
+pub fn check_scopes(role: Role, scopes: &[GridCode]) -> Result<(), String> {
     if scopes.is_empty() {
         return Err("at least one grid code is needed".into());
     }
-    if role == Role::Dispatcher
-        && scopes
-            .iter()
-            .any(|s| s.level() != gridsync_proto::GridLevel::Town)
-    {
-        return Err("a dispatcher's scope is a whole town: give the 9-digit town code".into());
+    let whole_towns = scopes.iter().all(|s| s.level() == GridLevel::Town);
+    match role {
+        Role::Dispatcher if !whole_towns => {
+            Err("a dispatcher's scope is a whole town: give the 9-digit town code".into())
+        }
+        Role::Department if !whole_towns => Err(
+            "a department clerk's scopes are the whole towns it serves: give 9-digit town codes"
+                .into(),
+        ),
+        _ => Ok(()),
     }
-    Ok(scopes)
+}
+
+/// Checks what an enrollment binds a device to, before a code is made and again when it is
+/// redeemed: an enrollable role, scopes that fit it, and a department exactly when the role
+/// is a department clerk's.
+pub fn check_enrollment(
+    role: Role,
+    scopes: &[GridCode],
+    department: Option<&str>,
+) -> Result<(), String> {
+    if role == Role::Intake {
+        return Err("intake is the server's own role; no device is enrolled as it".into());
+    }
+    check_scopes(role, scopes)?;
+    match (role, department.map(str::trim)) {
+        (Role::Department, None | Some("")) => {
+            Err("a department clerk's device needs its department".into())
+        }
+        (Role::Department, Some(_)) | (_, None) => Ok(()),
+        (_, Some(_)) => Err("a department is only for a department clerk's device".into()),
+    }
 }
 
 /// Joins scopes for storage.
@@ -137,5 +183,53 @@ mod tests {
         assert!(parse_scopes(Role::Dispatcher, "33010200101001002").is_err());
         assert!(parse_scopes(Role::Worker, "").is_err());
         assert!(parse_scopes(Role::Worker, "12").is_err());
+        assert!(parse_scopes(Role::Department, "330102001,330102002").is_ok());
+        assert!(parse_scopes(Role::Department, "33010200101").is_err());
+    }
+
+    fn device(role: Role, scopes: &[&str], department: Option<&str>) -> Device {
+        Device {
+            id: DeviceId::new(),
+            name: "d".into(),
+            role,
+            scopes: scopes
+                .iter()
+                .map(|s| GridCode::parse(s).expect("grid code"))
+                .collect(),
+            department: department.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn enrollment_binds_departments_only_to_clerks_of_whole_towns() {
+        let town = [GridCode::parse("330102001").expect("town")];
+        let grid = [GridCode::parse("33010200101001002").expect("grid")];
+        assert!(check_enrollment(Role::Department, &town, Some("D01")).is_ok());
+        assert!(check_enrollment(Role::Department, &town, None).is_err());
+        assert!(check_enrollment(Role::Department, &town, Some(" ")).is_err());
+        assert!(check_enrollment(Role::Department, &grid, Some("D01")).is_err());
+        assert!(check_enrollment(Role::Worker, &grid, Some("D01")).is_err());
+        assert!(check_enrollment(Role::Worker, &grid, None).is_ok());
+        assert!(check_enrollment(Role::Dispatcher, &grid, None).is_err());
+        assert!(check_enrollment(Role::Intake, &town, None).is_err());
+    }
+
+    #[test]
+    fn a_clerk_without_a_department_or_a_town_gets_no_feed() {
+        let bound = device(Role::Department, &["330102001"], Some("D01"));
+        assert_eq!(bound.feed_scopes(), ["dept:D01:330102001"]);
+        assert_eq!(bound.writes_for_department(), Some("D01"));
+        let unbound = device(Role::Department, &["330102001"], None);
+        assert!(unbound.feed_scopes().is_empty(), "not the town's feed");
+        assert_eq!(unbound.writes_for_department(), None);
+        let below_town = device(Role::Department, &["33010200101", "330102002"], Some("D01"));
+        assert_eq!(
+            below_town.feed_scopes(),
+            ["dept:D01:330102002"],
+            "a district scope does not widen to its whole town"
+        );
+        let worker = device(Role::Worker, &["33010200101001002"], Some("D01"));
+        assert_eq!(worker.feed_scopes(), ["33010200101001002"]);
+        assert_eq!(worker.writes_for_department(), None);
     }
 }

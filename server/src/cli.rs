@@ -9,7 +9,8 @@ use std::time::Duration;
 use gridsync_core::workflow::Reference;
 
 use crate::auth::{
-    Role, new_enrollment_code, new_token, normalize_code, parse_scopes, secret_hash,
+    Role, check_enrollment, new_enrollment_code, new_token, normalize_code, parse_scopes,
+    secret_hash,
 };
 use crate::{AppState, Config, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
@@ -186,16 +187,13 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(anyhow::Error::msg)
                 .context("--grids")?;
             anyhow::ensure!(!name.trim().is_empty(), "--name: is required");
-            match (role, &department) {
-                (Role::Department, None) => {
-                    anyhow::bail!("--department: a department clerk's device needs its department")
-                }
-                (Role::Department, Some(d)) if !reference.has_department(d) => {
-                    anyhow::bail!("--department: {d} is not in the reference table")
-                }
-                (Role::Department, Some(_)) => {}
-                (_, Some(_)) => anyhow::bail!("--department: only for --role department"),
-                (_, None) => {}
+            check_enrollment(role, &scopes, department.as_deref())
+                .map_err(anyhow::Error::msg)
+                .context("--role, --grids and --department")?;
+            if let Some(d) = &department
+                && !reference.has_department(d)
+            {
+                anyhow::bail!("--department: {d} is not in the reference table")
             }
             let code = new_enrollment_code();
             let expires = std::time::SystemTime::now()

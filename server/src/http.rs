@@ -167,6 +167,9 @@ impl ApiError {
             ApiError::Enroll(EnrollError::AlreadyEnrolled(_)) => {
                 (StatusCode::CONFLICT, "already_enrolled")
             }
+            ApiError::Enroll(EnrollError::Invalid(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_enrollment")
+            }
             ApiError::Enroll(_) | ApiError::Internal(_) | ApiError::Panicked => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
-use crate::auth::{Device, Role, department_scope, join_scopes};
+use crate::auth::{Device, Role, check_enrollment, department_scope, join_scopes};
 use crate::merge::{Merged, merge_push};
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.
@@ -51,16 +51,19 @@ pub enum StorageError {
     Projection(#[from] gridsync_core::projection::ProjectionError),
 }
 
-/// Why an enrollment code could not be redeemed.
+/// Why an enrollment code could not be made or redeemed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnrollError {
     /// No such code, already used, or expired.
     #[error("the enrollment code is unknown, already used or expired")]
     InvalidCode,
-    /// A device with this id is already enrolled.
+    /// A device with this id is enrolled and active (a revoked one may enroll again).
     #[error("device {0} is already enrolled; revoke it first to enroll it again")]
     AlreadyEnrolled(DeviceId),
+    /// The role, scopes and department do not fit together (see [`check_enrollment`]).
+    #[error("enrollment: {0}")]
+    Invalid(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -85,8 +88,10 @@ pub struct DeviceInfo {
     pub scopes: String,
     /// When it enrolled (ms).
     pub enrolled_at: i64,
-    /// When it was revoked, if it was.
+    /// When it was revoked, if it is revoked now.
     pub revoked_at: Option<i64>,
+    /// When it last enrolled again after a revocation, if it did.
+    pub reenrolled_at: Option<i64>,
 }
 
 /// One feed row as read: sequence, whole document (entered the scope), or one change's
@@ -186,7 +191,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         token_hash: &str,
     ) -> impl Future<Output = Result<Option<(Device, Option<i64>)>, StorageError>> + Send;
-    /// Records a one-time enrollment code.
+    /// Records a one-time enrollment code; refuses a binding [`check_enrollment`] refuses.
     fn create_enrollment(
         &self,
         code_hash: &str,
@@ -195,8 +200,9 @@ pub trait Storage: Send + Sync + 'static {
         scopes: &[GridCode],
         department: Option<&str>,
         expires_at: i64,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// Redeems a code: binds the device id and stores the token's hash.
+    ) -> impl Future<Output = Result<(), EnrollError>> + Send;
+    /// Redeems a code: binds the device id and stores the token's hash. A revoked device
+    /// enrolls again under the same id with the new code's binding; an active one is refused.
     fn redeem_enrollment(
         &self,
         code_hash: &str,
@@ -845,7 +851,8 @@ impl Storage for SqliteStorage {
         scopes: &[GridCode],
         department: Option<&str>,
         expires_at: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), EnrollError> {
+        check_enrollment(role, scopes, department).map_err(EnrollError::Invalid)?;
         sqlx::query(
             "INSERT INTO enrollments (code_hash, name, role, scopes, department, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -880,40 +887,70 @@ impl Storage for SqliteStorage {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(EnrollError::InvalidCode)?;
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE device_id = $1")
-            .bind(device.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let intake: Option<String> =
-            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists > 0 || intake.as_deref() == Some(device.to_string().as_str()) {
-            return Err(EnrollError::AlreadyEnrolled(device));
-        }
         let name: String = row.try_get("name")?;
         let role: String = row.try_get("role")?;
         let scopes: String = row.try_get("scopes")?;
         let department: Option<String> = row.try_get("department")?;
+        // A code made before enrollment checked its binding is checked now: fail closed.
+        let parsed_role = Role::from_str(&role).map_err(EnrollError::Invalid)?;
+        let parsed_scopes: Vec<GridCode> = scopes
+            .split(',')
+            .map(GridCode::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| EnrollError::Invalid(e.to_string()))?;
+        check_enrollment(parsed_role, &parsed_scopes, department.as_deref())
+            .map_err(EnrollError::Invalid)?;
+        let existing: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM devices WHERE device_id = $1")
+                .bind(device.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let intake: Option<String> =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(existing, Some(None)) || intake.as_deref() == Some(device.to_string().as_str())
+        {
+            return Err(EnrollError::AlreadyEnrolled(device));
+        }
         sqlx::query("UPDATE enrollments SET used_by = $1, used_at = $2 WHERE code_hash = $3")
             .bind(device.to_string())
             .bind(now)
             .bind(code_hash)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO devices (device_id, name, role, scopes, department, token_hash, enrolled_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(device.to_string())
-        .bind(&name)
-        .bind(&role)
-        .bind(&scopes)
-        .bind(&department)
-        .bind(token_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        if existing.is_some() {
+            // A revoked device enrolls again: same id (so its actor, its cursor and the
+            // attribution of what it wrote stay), the new code's binding, a new token (the old
+            // one stays dead), and the first enrollment time kept beside this one.
+            sqlx::query(
+                "UPDATE devices SET name = $1, role = $2, scopes = $3, department = $4, \
+                 token_hash = $5, revoked_at = NULL, reenrolled_at = $6 WHERE device_id = $7",
+            )
+            .bind(&name)
+            .bind(&role)
+            .bind(&scopes)
+            .bind(&department)
+            .bind(token_hash)
+            .bind(now)
+            .bind(device.to_string())
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO devices (device_id, name, role, scopes, department, token_hash, enrolled_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(device.to_string())
+            .bind(&name)
+            .bind(&role)
+            .bind(&scopes)
+            .bind(&department)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         let row = sqlx::query(
             "SELECT device_id, name, role, scopes, department FROM devices WHERE device_id = $1",
         )
@@ -938,7 +975,8 @@ impl Storage for SqliteStorage {
 
     async fn devices(&self) -> Result<Vec<DeviceInfo>, StorageError> {
         let rows = sqlx::query(
-            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at FROM devices ORDER BY enrolled_at",
+            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at, reenrolled_at FROM devices \
+             ORDER BY enrolled_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -951,6 +989,7 @@ impl Storage for SqliteStorage {
                     scopes: r.try_get("scopes")?,
                     enrolled_at: r.try_get("enrolled_at")?,
                     revoked_at: r.try_get("revoked_at")?,
+                    reenrolled_at: r.try_get("reenrolled_at")?,
                 })
             })
             .collect()

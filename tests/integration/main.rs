@@ -7,4 +7,5 @@ mod crash_storm;
 mod harness;
 mod hostile;
 mod recovery;
+mod reenroll;
 mod sync_props;
