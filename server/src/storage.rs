@@ -519,7 +519,8 @@ async fn store_merged(
 
 /// Keeps a case's department membership and the departments' feeds current: departments that
 /// stay get the new changes, departments that join get the whole document at a fresh sequence
-/// number, departments that leave stop receiving it.
+/// number, departments that leave get the changes of this merge (the ones that took the case
+/// away from them, so their phones see it returned or re-dispatched) and nothing after.
 async fn update_departments(
     tx: &mut SqliteConnection,
     doc: &Document,
@@ -549,8 +550,10 @@ async fn update_departments(
             .into_iter()
             .collect();
     let n = i64::try_from(new_changes).unwrap_or(0);
-    for dept in now.intersection(&before) {
-        for s in (*seq - n + 1)..=*seq {
+    // This merge's changes, before joining departments take fresh sequence numbers.
+    let merged = (*seq - n + 1)..=*seq;
+    for dept in now.intersection(&before).chain(before.difference(&now)) {
+        for s in merged.clone() {
             sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
                 .bind(department_scope(dept, &town))
                 .bind(s)
@@ -738,9 +741,10 @@ impl Storage for SqliteStorage {
                 match (full_doc, doc_id, bytes) {
                     (Some(doc), _, _) => {
                         let all: Vec<Vec<u8>> = sqlx::query_scalar(
-                            "SELECT bytes FROM changes WHERE doc_id = $1 ORDER BY seq",
+                            "SELECT bytes FROM changes WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
                         )
                         .bind(&doc)
+                        .bind(seq)
                         .fetch_all(&mut *tx)
                         .await?;
                         rows.push((seq, doc, all));

@@ -4,6 +4,7 @@ mod bench_quick;
 mod closed_loop;
 mod convergence;
 mod crash_storm;
+mod departments;
 mod harness;
 mod hostile;
 mod recovery;
