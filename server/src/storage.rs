@@ -24,7 +24,7 @@ use gridsync_proto::{
 };
 use serde_bytes::ByteBuf;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::auth::{Device, Role, check_enrollment, department_scope, join_scopes};
@@ -94,9 +94,34 @@ pub struct DeviceInfo {
     pub reenrolled_at: Option<i64>,
 }
 
-/// One feed row as read: sequence, whole document (entered the scope), or one change's
-/// document and bytes.
-type FeedRow = (i64, Option<String>, Option<String>, Option<Vec<u8>>);
+/// One feed row chosen for a pull, before its bytes are read.
+struct FeedRow {
+    /// Its sequence number.
+    seq: i64,
+    /// The document it belongs to.
+    doc: String,
+    /// The whole document entered the scope here (send its changes up to `seq`), rather
+    /// than one change.
+    whole: bool,
+    /// The bytes it sends.
+    size: usize,
+}
+
+/// How many changes' bytes one query reads by sequence number.
+const BYTES_BY_SEQ_BATCH: usize = 64;
+
+/// `SELECT seq, bytes FROM changes WHERE seq IN ($1, ..., $64)`: portable, one statement for
+/// every batch (unused placeholders are bound to -1).
+fn bytes_by_seq_sql() -> &'static String {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let params: Vec<String> = (1..=BYTES_BY_SEQ_BATCH).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT seq, bytes FROM changes WHERE seq IN ({})",
+            params.join(", ")
+        )
+    });
+    &SQL
+}
 
 /// A device's position in the feed: the server's epoch and, per granted scope, the last
 /// sequence number seen. A cursor from another epoch (the server was restored from a backup and
@@ -159,6 +184,9 @@ pub struct Pull {
     /// The device's cursor came from another epoch or from beyond the newest change: the
     /// server may have lost changes the device saw acknowledged.
     pub reset: bool,
+    /// Change bytes read from the database for this pull: the changes sent, no more (rows are
+    /// chosen over their stored sizes first).
+    pub bytes_loaded: usize,
 }
 
 /// What a merge returns.
@@ -454,14 +482,16 @@ async fn store_merged(
     let levels = scope_levels(&scope);
     for c in new_changes {
         *seq += 1;
+        let bytes = c.raw_bytes();
         sqlx::query(
-            "INSERT INTO changes (seq, doc_id, hash, device, bytes) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(*seq)
         .bind(&id)
         .bind(c.hash().0.to_vec())
         .bind(device.id.to_string())
-        .bind(c.raw_bytes().to_vec())
+        .bind(bytes.to_vec())
+        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         for level in &levels {
@@ -711,8 +741,8 @@ impl Storage for SqliteStorage {
         };
         let me = device.id.to_string();
         let feeds = device.feed_scopes();
-        // (seq, document, changes): one change, or a whole document that entered the scope.
-        let mut rows: Vec<(i64, String, Vec<Vec<u8>>)> = Vec::new();
+        // Rows are chosen over their sizes alone; bytes are read only for the rows kept.
+        let mut rows: Vec<FeedRow> = Vec::new();
         let mut limit_hit: Option<i64> = None;
         let limit = i64::try_from(budget.max_changes).unwrap_or(i64::MAX);
         for scope in &feeds {
@@ -720,9 +750,13 @@ impl Storage for SqliteStorage {
             if start >= max {
                 continue;
             }
-            let found: Vec<FeedRow> = sqlx::query_as(
-                "SELECT f.seq, f.full_doc, c.doc_id, c.bytes FROM scope_feed f \
-                 LEFT JOIN changes c ON c.seq = f.seq \
+            // A whole-document row weighs what it sends: the document's changes up to the row.
+            let found: Vec<(i64, Option<String>, Option<String>, i64)> = sqlx::query_as(
+                "SELECT f.seq, f.full_doc, c.doc_id, \
+                   CASE WHEN f.full_doc IS NULL THEN c.size ELSE \
+                     (SELECT CAST(COALESCE(SUM(a.size), 0) AS BIGINT) FROM changes a \
+                      WHERE a.doc_id = f.full_doc AND a.seq <= f.seq) END \
+                 FROM scope_feed f LEFT JOIN changes c ON c.seq = f.seq \
                  WHERE f.scope = $1 AND f.seq > $2 AND (f.full_doc IS NOT NULL OR c.device <> $3) \
                  ORDER BY f.seq LIMIT $4",
             )
@@ -737,50 +771,57 @@ impl Storage for SqliteStorage {
             {
                 limit_hit = Some(limit_hit.map_or(last.0, |l| l.min(last.0)));
             }
-            for (seq, full_doc, doc_id, bytes) in found {
-                match (full_doc, doc_id, bytes) {
-                    (Some(doc), _, _) => {
-                        let all: Vec<Vec<u8>> = sqlx::query_scalar(
-                            "SELECT bytes FROM changes WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
-                        )
-                        .bind(&doc)
-                        .bind(seq)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        rows.push((seq, doc, all));
-                    }
-                    (None, Some(doc), Some(bytes)) => rows.push((seq, doc, vec![bytes])),
-                    _ => {}
-                }
-            }
+            rows.extend(
+                found
+                    .into_iter()
+                    .filter_map(|(seq, full_doc, doc_id, size)| {
+                        let size = usize::try_from(size).unwrap_or(0);
+                        match (full_doc, doc_id) {
+                            (Some(doc), _) => Some(FeedRow {
+                                seq,
+                                doc,
+                                whole: true,
+                                size,
+                            }),
+                            (None, Some(doc)) => Some(FeedRow {
+                                seq,
+                                doc,
+                                whole: false,
+                                size,
+                            }),
+                            (None, None) => None,
+                        }
+                    }),
+            );
         }
-        rows.sort_by_key(|r| r.0);
-        rows.dedup_by_key(|r| r.0);
+        rows.sort_by_key(|r| r.seq);
+        rows.dedup_by_key(|r| r.seq);
         let mut more = false;
         if let Some(cut) = limit_hit {
-            rows.retain(|r| r.0 <= cut);
+            rows.retain(|r| r.seq <= cut);
             more = true;
         }
         let mut total = 0usize;
         let mut keep = rows.len();
         let mut seen_docs = std::collections::BTreeSet::new();
         for (i, r) in rows.iter().enumerate() {
-            let size: usize = r.2.iter().map(Vec::len).sum();
-            let new_doc = !seen_docs.contains(&r.1);
+            let new_doc = !seen_docs.contains(&r.doc);
+            // The first row always goes, so a change larger than the budget still moves the
+            // cursor.
             if i > 0
-                && (total + size > budget.max_bytes
+                && (total + r.size > budget.max_bytes
                     || (new_doc && seen_docs.len() >= budget.max_docs))
             {
                 keep = i;
                 more = true;
                 break;
             }
-            seen_docs.insert(r.1.clone());
-            total += size;
+            seen_docs.insert(r.doc.clone());
+            total += r.size;
         }
         rows.truncate(keep);
         let horizon = if more {
-            rows.last().map_or(0, |r| u64::try_from(r.0).unwrap_or(0))
+            rows.last().map_or(0, |r| u64::try_from(r.seq).unwrap_or(0))
         } else {
             max
         };
@@ -792,13 +833,43 @@ impl Storage for SqliteStorage {
             next.seen
                 .insert(scope.clone(), position(scope).max(horizon));
         }
+        let mut bytes_loaded = 0usize;
+        let mut single: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        let wanted: Vec<i64> = rows.iter().filter(|r| !r.whole).map(|r| r.seq).collect();
+        for chunk in wanted.chunks(BYTES_BY_SEQ_BATCH) {
+            let mut query =
+                sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(bytes_by_seq_sql().as_str()));
+            // Unused placeholders get -1, a sequence number no change has.
+            for i in 0..BYTES_BY_SEQ_BATCH {
+                query = query.bind(chunk.get(i).copied().unwrap_or(-1));
+            }
+            for (seq, bytes) in query.fetch_all(&mut *tx).await? {
+                bytes_loaded += bytes.len();
+                single.insert(seq, bytes);
+            }
+        }
         let mut docs: Vec<DocPull> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, doc_id, changes) in rows {
-            let i = match index.get(&doc_id) {
+        for r in rows {
+            let changes: Vec<Vec<u8>> = if r.whole {
+                let all: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT bytes FROM changes WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
+                )
+                .bind(&r.doc)
+                .bind(r.seq)
+                .fetch_all(&mut *tx)
+                .await?;
+                bytes_loaded += all.iter().map(Vec::len).sum::<usize>();
+                all
+            } else {
+                vec![single.remove(&r.seq).ok_or_else(|| {
+                    StorageError::Corrupt(format!("change {} vanished during a pull", r.seq))
+                })?]
+            };
+            let i = match index.get(&r.doc) {
                 Some(i) => *i,
                 None => {
-                    let id = DocId::from_str(&doc_id)
+                    let id = DocId::from_str(&r.doc)
                         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
                     docs.push(DocPull {
                         doc: id,
@@ -806,7 +877,7 @@ impl Storage for SqliteStorage {
                         heads: Vec::new(),
                         sync: None,
                     });
-                    index.insert(doc_id.clone(), docs.len() - 1);
+                    index.insert(r.doc.clone(), docs.len() - 1);
                     docs.len() - 1
                 }
             };
@@ -827,6 +898,7 @@ impl Storage for SqliteStorage {
             cursor: next,
             more,
             reset,
+            bytes_loaded,
         })
     }
 
