@@ -123,16 +123,62 @@ fn bytes_by_seq_sql() -> &'static String {
     &SQL
 }
 
-/// A device's position in the feed: the server's epoch and, per granted scope, the last
-/// sequence number seen. A cursor from another epoch (the server was restored from a backup and
-/// `gridsync-server new-epoch` was run) starts the device over from the beginning, as does a
-/// position beyond the server's newest change.
+/// A device's position in the feed: the server's epoch, per granted scope the last sequence
+/// number seen, and an anchor naming the history those positions belong to.
+///
+/// A cursor only means something against the history it was issued from. After a restore from
+/// a backup the database has forgotten changes the device saw or had acknowledged, and the
+/// sequence numbers they had are handed out again to other changes: a device whose position
+/// lies in that range would skip them. `gridsync-server new-epoch` makes every cursor stale,
+/// but only if the operator runs it; the anchor makes the server notice by itself.
+///
+/// The anchor is the newest change at the time the cursor was issued: its sequence number and
+/// a prefix of its *chain hash*. Each change row stores `chain = SHA-256(previous chain ‖ seq ‖
+/// change hash)`, so a chain value names every change up to it, in order, at its sequence
+/// number. On the next pull the server looks up the change at the anchor's sequence number:
+/// - the same chain value: this database holds exactly the history the device was served
+///   and the acknowledgements it received (its own pushes merged before the pull are at or
+///   below the anchor), so its positions are sound. Sequence numbers past the anchor and up to
+///   its positions are whole-document rows of the anchor's own merge (committed with it), so
+///   they are covered too;
+/// - missing or different: the history the device saw is not this database's, however many
+///   changes the server has written since — the device starts over exactly as after an epoch
+///   change (`reset`: it offers all its own changes again and pulls its scopes from the start).
+///
+/// A chain rather than the change's own hash: a restored server can store the very change the
+/// anchor names again, at the same sequence number, after other new changes filled the gap
+/// below it; its hash would match, the chain does not. Eight bytes of the chain are enough
+/// for a check that only has to tell two histories of one deployment apart.
+///
+/// Cursors issued before anchors existed decode without one and are not checked (beyond the
+/// epoch and the newest sequence number); their next pull issues one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     /// The server epoch the positions belong to.
     pub epoch: u64,
     /// Last sequence number seen, per feed scope.
     pub seen: BTreeMap<String, u64>,
+    /// The newest change when the cursor was issued (`None`: no change yet, or an old cursor).
+    pub anchor: Option<Anchor>,
+}
+
+/// The change a cursor's history is checked against (see [`Cursor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Anchor {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The first bytes of its chain hash.
+    pub chain: [u8; ANCHOR_BYTES],
+}
+
+/// How many bytes of a chain hash an anchor carries.
+pub const ANCHOR_BYTES: usize = 8;
+
+/// The cursor as servers before anchors wrote it.
+#[derive(serde::Deserialize)]
+struct CursorV1 {
+    epoch: u64,
+    seen: BTreeMap<String, u64>,
 }
 
 impl Cursor {
@@ -141,14 +187,76 @@ impl Cursor {
         if bytes.is_empty() {
             return Ok(Self::default());
         }
-        postcard::from_bytes(bytes)
-            .map_err(|e| format!("the cursor is not one this server issued: {e}"))
+        // Postcard is not self-describing: try the current layout, then the one without an
+        // anchor; each must use every byte, so neither is mistaken for the other.
+        if let Ok((c, [])) = postcard::take_from_bytes::<Self>(bytes) {
+            return Ok(c);
+        }
+        match postcard::take_from_bytes::<CursorV1>(bytes) {
+            Ok((old, [])) => Ok(Self {
+                epoch: old.epoch,
+                seen: old.seen,
+                anchor: None,
+            }),
+            Ok(_) => Err("the cursor is not one this server issued: trailing bytes".into()),
+            Err(e) => Err(format!("the cursor is not one this server issued: {e}")),
+        }
     }
 
     /// Encodes for the device.
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_default()
     }
+}
+
+fn first_bytes(chain: &[u8; 32]) -> [u8; ANCHOR_BYTES] {
+    let mut out = [0; ANCHOR_BYTES];
+    out.copy_from_slice(&chain[..ANCHOR_BYTES]);
+    out
+}
+
+/// A change log's chain hash before its first change.
+const CHAIN_START: [u8; 32] = [0; 32];
+
+/// The chain hash of the change stored at `seq` after the one whose chain is `previous`.
+fn chain_next(previous: &[u8; 32], seq: i64, change_hash: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(previous);
+    h.update(seq.to_be_bytes());
+    h.update(change_hash);
+    h.finalize().into()
+}
+
+fn chain_from_bytes(seq: i64, bytes: Option<Vec<u8>>) -> Result<[u8; 32], StorageError> {
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or_else(|| StorageError::Corrupt(format!("change {seq} has no chain hash")))
+}
+
+/// The newest change's sequence number and chain hash (`None`: no change yet).
+async fn chain_tip(conn: &mut SqliteConnection) -> Result<Option<(i64, [u8; 32])>, StorageError> {
+    let row: Option<(i64, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT seq, chain FROM changes ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(|(seq, chain)| Ok((seq, chain_from_bytes(seq, chain)?)))
+        .transpose()
+}
+
+/// Whether the change at the anchor's sequence number still has the anchor's chain hash.
+async fn anchor_holds(conn: &mut SqliteConnection, anchor: &Anchor) -> Result<bool, StorageError> {
+    let Ok(seq) = i64::try_from(anchor.seq) else {
+        return Ok(false);
+    };
+    let chain: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT chain FROM changes WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(chain
+        .flatten()
+        .is_some_and(|c| c.get(..ANCHOR_BYTES) == Some(&anchor.chain[..])))
 }
 
 /// Caps on one pull.
@@ -424,6 +532,7 @@ impl SqliteStorage {
             pool,
             write_lock: std::sync::Arc::new(Mutex::new(())),
         };
+        storage.backfill_chain().await?;
         // Projections are derived data: when their definition changed, recompute them.
         let version: Option<String> =
             sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'projection_version'")
@@ -457,6 +566,57 @@ impl SqliteStorage {
         Ok(epoch)
     }
 
+    /// Computes the chain hash (see [`Cursor`]) of changes stored before it existed, from the
+    /// first one without it to the newest, so cursors issued from now on carry anchors.
+    async fn backfill_chain(&self) -> Result<(), StorageError> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock first, as merges do.
+        sqlx::query("UPDATE seq_counter SET value = value WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(seq) FROM changes WHERE chain IS NULL")
+                .fetch_one(&mut *tx)
+                .await?;
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let previous: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT seq, chain FROM changes WHERE seq < $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(first)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut chain = match previous {
+            Some((seq, c)) => chain_from_bytes(seq, c)?,
+            None => CHAIN_START,
+        };
+        let mut after = first - 1;
+        loop {
+            let batch: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT seq, hash FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000",
+            )
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = batch.last().map(|r| r.0) else {
+                break;
+            };
+            for (seq, hash) in batch {
+                chain = chain_next(&chain, seq, &hash);
+                sqlx::query("UPDATE changes SET chain = $1 WHERE seq = $2")
+                    .bind(chain.to_vec())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            after = last;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The pool (for tests and admin commands).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -468,6 +628,21 @@ impl SqliteStorage {
     }
 }
 
+/// The newest entry of the change log while a merge appends to it: the sequence counter (also
+/// advanced by whole-document feed rows) and the newest change's chain hash.
+struct LogTip {
+    seq: i64,
+    chain: [u8; 32],
+}
+
+impl LogTip {
+    /// Reads the chain tip; `seq` is the counter the caller has just locked.
+    async fn read(conn: &mut SqliteConnection, seq: i64) -> Result<Self, StorageError> {
+        let chain = chain_tip(conn).await?.map_or(CHAIN_START, |(_, c)| c);
+        Ok(Self { seq, chain })
+    }
+}
+
 async fn store_merged(
     tx: &mut SqliteConnection,
     device: &Device,
@@ -475,16 +650,19 @@ async fn store_merged(
     new_changes: &[automerge::Change],
     created: bool,
     pending_before: i64,
-    seq: &mut i64,
+    tip: &mut LogTip,
 ) -> Result<(), StorageError> {
+    let LogTip { seq, chain } = tip;
     let id = doc.id().to_string();
     let scope = doc.header().scope.clone();
     let levels = scope_levels(&scope);
     for c in new_changes {
         *seq += 1;
         let bytes = c.raw_bytes();
+        *chain = chain_next(chain, *seq, &c.hash().0);
         sqlx::query(
-            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(*seq)
         .bind(&id)
@@ -492,6 +670,7 @@ async fn store_merged(
         .bind(device.id.to_string())
         .bind(bytes.to_vec())
         .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+        .bind(chain.to_vec())
         .execute(&mut *tx)
         .await?;
         for level in &levels {
@@ -628,11 +807,12 @@ impl Storage for SqliteStorage {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         // Writing the counter first takes the write lock before anything is read.
-        let mut seq: i64 =
+        let seq: i64 =
             sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
                 .fetch_one(&mut *tx)
                 .await?;
         let start_seq = seq;
+        let mut tip = LogTip::read(&mut tx, seq).await?;
         for push in pushes {
             let existing = load_doc(&mut tx, push.doc).await?;
             let pending = existing.as_ref().map_or(0, |(_, p)| *p);
@@ -680,7 +860,7 @@ impl Storage for SqliteStorage {
                             &new_changes,
                             created,
                             pending,
-                            &mut seq,
+                            &mut tip,
                         )
                         .await?;
                     }
@@ -707,9 +887,9 @@ impl Storage for SqliteStorage {
                 status,
             });
         }
-        if seq != start_seq {
+        if tip.seq != start_seq {
             sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
-                .bind(seq)
+                .bind(tip.seq)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -729,13 +909,19 @@ impl Storage for SqliteStorage {
             .await?;
         let max = u64::try_from(max).unwrap_or(0);
         let epoch = read_epoch(&mut tx).await?;
-        // Positions from another epoch, or beyond the newest change (a restored server), mean
-        // nothing here: start that device over; the phone deduplicates what it already has.
-        let reset = !cursor.seen.is_empty()
-            && (cursor.epoch != epoch || cursor.seen.values().any(|&p| p > max));
+        // Positions from another epoch, beyond the newest change, or from a history this
+        // database does not hold (a restored server; see `Cursor`) mean nothing here: start
+        // that device over; the phone deduplicates what it already has.
+        let foreign_history = match &cursor.anchor {
+            Some(anchor) => !anchor_holds(&mut tx, anchor).await?,
+            None => false,
+        };
+        let reset = foreign_history
+            || (!cursor.seen.is_empty()
+                && (cursor.epoch != epoch || cursor.seen.values().any(|&p| p > max)));
         let position = |scope: &str| -> u64 {
             match cursor.seen.get(scope) {
-                Some(&p) if cursor.epoch == epoch && p <= max => p,
+                Some(&p) if !reset => p,
                 _ => 0,
             }
         };
@@ -825,9 +1011,14 @@ impl Storage for SqliteStorage {
         } else {
             max
         };
+        let anchor = chain_tip(&mut tx).await?.map(|(seq, chain)| Anchor {
+            seq: u64::try_from(seq).unwrap_or(0),
+            chain: first_bytes(&chain),
+        });
         let mut next = Cursor {
             epoch,
             seen: BTreeMap::new(),
+            anchor,
         };
         for scope in &feeds {
             next.seen
@@ -1168,7 +1359,7 @@ impl Storage for SqliteStorage {
     ) -> Result<(DocId, bool), StorageError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let mut seq: i64 =
+        let seq: i64 =
             sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
                 .fetch_one(&mut *tx)
                 .await?;
@@ -1193,7 +1384,8 @@ impl Storage for SqliteStorage {
             department: None,
         };
         let changes = doc.changes_since(&[]);
-        store_merged(&mut tx, &device, &mut doc, &changes, true, 0, &mut seq).await?;
+        let mut tip = LogTip::read(&mut tx, seq).await?;
+        store_merged(&mut tx, &device, &mut doc, &changes, true, 0, &mut tip).await?;
         sqlx::query("INSERT INTO intake_orders (source, order_no, doc_id) VALUES ($1, $2, $3)")
             .bind(source)
             .bind(order_no)
@@ -1201,7 +1393,7 @@ impl Storage for SqliteStorage {
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
-            .bind(seq)
+            .bind(tip.seq)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -1282,8 +1474,43 @@ mod tests {
     fn cursor_round_trips_and_rejects_garbage() {
         let mut c = Cursor::default();
         c.seen.insert("330102001".into(), 42);
-        assert_eq!(Cursor::decode(&c.encode()), Ok(c));
+        assert_eq!(Cursor::decode(&c.encode()), Ok(c.clone()));
+        c.anchor = Some(Anchor {
+            seq: 7,
+            chain: [1, 2, 3, 4, 5, 6, 7, 8],
+        });
+        assert_eq!(Cursor::decode(&c.encode()), Ok(c.clone()));
         assert_eq!(Cursor::decode(&[]), Ok(Cursor::default()));
         assert!(Cursor::decode(&[0xff, 0xff, 0xff]).is_err());
+        let mut trailing = c.encode();
+        trailing.push(0);
+        assert!(Cursor::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn cursors_from_before_anchors_still_decode() {
+        // What the server wrote before anchors: epoch 5, {"330102001": 42}.
+        let old = [
+            5, 1, 9, b'3', b'3', b'0', b'1', b'0', b'2', b'0', b'0', b'1', 42,
+        ];
+        let c = Cursor::decode(&old).expect("old cursor");
+        assert_eq!(c.epoch, 5);
+        assert_eq!(c.seen.get("330102001"), Some(&42));
+        assert_eq!(c.anchor, None);
+    }
+
+    #[test]
+    fn a_chain_names_the_whole_history_not_one_change() {
+        let (x, y, z) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let a = chain_next(&chain_next(&CHAIN_START, 1, &x), 2, &z);
+        let b = chain_next(&chain_next(&CHAIN_START, 1, &y), 2, &z);
+        assert_ne!(
+            a, b,
+            "the same change at the same seq after a different one"
+        );
+        assert_ne!(
+            chain_next(&CHAIN_START, 1, &x),
+            chain_next(&CHAIN_START, 2, &x)
+        );
     }
 }

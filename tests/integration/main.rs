@@ -10,4 +10,5 @@ mod hostile;
 mod pull_budget;
 mod recovery;
 mod reenroll;
+mod restore_anchor;
 mod sync_props;
