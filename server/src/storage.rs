@@ -816,8 +816,10 @@ impl Storage for SqliteStorage {
         for push in pushes {
             let existing = load_doc(&mut tx, push.doc).await?;
             let pending = existing.as_ref().map_or(0, |(_, p)| *p);
-            let dept_member = match &device.department {
-                Some(dept) if device.role == Role::Department => {
+            // A clerk's device without a department is a member of nothing, so `may_write`
+            // refuses all its writes.
+            let dept_member = match device.writes_for_department() {
+                Some(dept) => {
                     sqlx::query_scalar::<_, i64>(
                         "SELECT COUNT(*) FROM case_departments WHERE doc_id = $1 AND dept = $2",
                     )
@@ -827,7 +829,7 @@ impl Storage for SqliteStorage {
                     .await?
                         > 0
                 }
-                _ => false,
+                None => false,
             };
             let status = match merge_push(existing.map(|(d, _)| d), device, push, dept_member) {
                 Err(rejection) => {
