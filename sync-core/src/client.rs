@@ -43,8 +43,8 @@ pub enum ClientError {
     /// The server's answer did not decode.
     #[error("bad response: {0}")]
     BadResponse(String),
-    /// The sync did not settle within the round limit.
-    #[error("sync did not settle after {0} rounds; it will continue next time")]
+    /// The sync stopped making progress (rounds in a row that moved nothing).
+    #[error("sync stopped making progress after {0} round trips; it will continue next time")]
     TooManyRounds(usize),
 }
 
@@ -101,6 +101,10 @@ pub struct SyncReport {
     pub pulled_changes: usize,
     /// Documents refused, as `(doc, code, message)`.
     pub rejected: Vec<(String, String, String)>,
+    /// Pulled documents this build could not read, as `(doc, reason)`.
+    pub quarantined: Vec<(String, String)>,
+    /// Quarantined documents applied at the start of this sync (a newer build reads them).
+    pub unquarantined: usize,
 }
 
 fn install_crypto_provider() {
@@ -117,6 +121,9 @@ pub struct SyncClient {
 }
 
 const TOKEN_KEY: &str = "device_token";
+
+/// Most round trips one [`SyncClient::sync`] makes (a 40,000-document first sync takes ~40).
+pub const MAX_ROUNDS_PER_SYNC: usize = 1_000;
 const SERVER_KEY: &str = "server_url";
 
 impl SyncClient {
@@ -164,19 +171,35 @@ impl SyncClient {
         Ok(store.meta(SERVER_KEY).await?)
     }
 
-    /// Runs rounds until nothing is left to push or pull (or `max_rounds` is reached).
+    /// Runs rounds until nothing is left to push or pull. Any backlog drains in slices over
+    /// as many rounds as it takes while rounds make progress; `max_rounds` bounds only rounds
+    /// in a row that moved nothing (then the sync stops and continues next time).
     pub async fn sync(&self, store: &Store, max_rounds: usize) -> Result<SyncReport, ClientError> {
         let token = store
             .meta(TOKEN_KEY)
             .await?
             .ok_or(ClientError::NotEnrolled)?;
         let mut session = SyncSession::new(store.clone());
-        let mut report = SyncReport::default();
-        for _ in 0..max_rounds {
+        let mut report = SyncReport {
+            unquarantined: session.retry_quarantine(false).await?,
+            ..SyncReport::default()
+        };
+        let mut idle = 0;
+        // A ceiling on all rounds as well, so a sync that keeps "progressing" without ever
+        // settling (a bug, or a hostile server) still ends.
+        while idle < max_rounds && report.round_trips < MAX_ROUNDS_PER_SYNC {
             let (req, outbox) = session.build_request().await?;
+            let cursor_before = req.cursor.clone();
             let round = self
                 .round(&mut session, &token, &req, &outbox, &mut report)
                 .await?;
+            let cursor_after = store.meta("sync_cursor").await?.unwrap_or_default();
+            let progressed = round.acked > 0
+                || round.pulled_changes > 0
+                || !round.rejected.is_empty()
+                || !round.quarantined.is_empty()
+                || hex::encode(&cursor_before) != cursor_after;
+            idle = if progressed { 0 } else { idle + 1 };
             report.acked += round.acked;
             report.pulled_docs += round.pulled_docs;
             report.pulled_changes += round.pulled_changes;
@@ -186,11 +209,17 @@ impl SyncClient {
                     .into_iter()
                     .map(|(d, c, m)| (d.to_string(), c, m)),
             );
+            report.quarantined.extend(
+                round
+                    .quarantined
+                    .into_iter()
+                    .map(|(d, why)| (d.to_string(), why)),
+            );
             if !round.more {
                 return Ok(report);
             }
         }
-        Err(ClientError::TooManyRounds(max_rounds))
+        Err(ClientError::TooManyRounds(report.round_trips))
     }
 
     async fn round(

@@ -63,7 +63,7 @@ pub enum DocError {
         found: DocType,
     },
     /// Written by a newer gridsync than this one.
-    #[error("document {id} uses schema {found}; this build reads up to {SCHEMA_VERSION}")]
+    #[error("document {id} uses schema {found}, newer than this build reads; upgrade the app")]
     FutureSchema {
         /// The document.
         id: DocId,
@@ -99,15 +99,28 @@ pub struct Document {
     doc: AutoCommit,
 }
 
-/// The actor id a device writes with: its device id's 16 bytes, so every change is
+/// The actor id a device writes with first: its device id's 16 bytes, so every change is
 /// attributable to the enrolled device that made it.
 pub fn actor_for(device: DeviceId) -> ActorId {
     ActorId::from(device.as_bytes().as_slice())
 }
 
-/// The device behind an actor id, when the actor follows [`actor_for`].
+/// A new actor bound to `device`: the device id's 16 bytes and 8 random ones. A store takes
+/// one when a copy of it already used its actor (restored or cloned), so sequence numbers
+/// never collide; every such actor still names the device.
+pub fn fresh_actor(device: DeviceId) -> ActorId {
+    let mut bytes = device.as_bytes().to_vec();
+    bytes.extend_from_slice(&rand::random::<[u8; 8]>());
+    ActorId::from(bytes.as_slice())
+}
+
+/// The device an actor is bound to: the first 16 bytes of a 16- or 24-byte actor id.
 pub fn device_of(actor: &ActorId) -> Option<DeviceId> {
-    let bytes: [u8; 16] = actor.to_bytes().try_into().ok()?;
+    let raw = actor.to_bytes();
+    if raw.len() != 16 && raw.len() != 24 {
+        return None;
+    }
+    let bytes: [u8; 16] = raw[..16].try_into().ok()?;
     Some(DeviceId(uuid::Uuid::from_bytes(bytes)))
 }
 
@@ -154,13 +167,23 @@ impl Document {
 
     /// Loads a document from saved bytes (a snapshot, optionally followed by change chunks).
     pub fn load(bytes: &[u8]) -> Result<Self, DocError> {
+        Self::load_upto(bytes, SCHEMA_VERSION)
+    }
+
+    /// Loads a document whose schema is at most `newest_schema` (the newest this reader knows).
+    pub fn load_upto(bytes: &[u8], newest_schema: u32) -> Result<Self, DocError> {
         let doc = AutoCommit::load(bytes)?;
-        Self::from_automerge(doc)
+        Self::from_automerge_upto(doc, newest_schema)
     }
 
     /// Wraps an Automerge document, reading and checking its header.
     pub fn from_automerge(doc: AutoCommit) -> Result<Self, DocError> {
-        let header = read_header(&doc)?;
+        Self::from_automerge_upto(doc, SCHEMA_VERSION)
+    }
+
+    /// Wraps an Automerge document whose schema is at most `newest_schema`.
+    pub fn from_automerge_upto(doc: AutoCommit, newest_schema: u32) -> Result<Self, DocError> {
+        let header = read_header(&doc, newest_schema)?;
         Ok(Self { header, doc })
     }
 
@@ -434,7 +457,7 @@ impl Document {
     }
 
     fn check_header_after(&mut self, before: &[ChangeHash]) -> Result<(), DocError> {
-        let intact = read_header(&self.doc).is_ok_and(|h| h == self.header)
+        let intact = read_header(&self.doc, u32::MAX).is_ok_and(|h| h == self.header)
             && header_has_no_conflicts(&self.doc);
         if intact {
             return Ok(());
@@ -460,7 +483,7 @@ fn header_has_no_conflicts(doc: &AutoCommit) -> bool {
             .all(|k| doc.get_all(&h, k).map(|v| v.len() == 1).unwrap_or(false))
 }
 
-fn read_header(doc: &AutoCommit) -> Result<DocHeader, DocError> {
+fn read_header(doc: &AutoCommit, newest_schema: u32) -> Result<DocHeader, DocError> {
     let h = match doc.get(ROOT, "header")? {
         Some((automerge::Value::Object(ObjType::Map), id)) => id,
         _ => return Err(DocError::Header("no `header` map at the root".into())),
@@ -489,7 +512,7 @@ fn read_header(doc: &AutoCommit) -> Result<DocHeader, DocError> {
         _ => None,
     }
     .ok_or_else(|| DocError::Header("`schema` is not a version number".into()))?;
-    if schema > SCHEMA_VERSION {
+    if schema > newest_schema {
         return Err(DocError::FutureSchema { id, found: schema });
     }
     Ok(DocHeader {

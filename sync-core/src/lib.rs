@@ -23,4 +23,4 @@ pub mod validate;
 pub mod workflow;
 
 pub use document::{DocError, Document, FieldConflict};
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, StoreOptions};

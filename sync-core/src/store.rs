@@ -74,11 +74,58 @@ pub struct ResidentHit {
     pub past_requests: Vec<CaseRow>,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// The newest document schema this build reads ([`crate::document::SCHEMA_VERSION`]).
+    /// Documents of a newer schema are quarantined when pulled, and applied once a build that
+    /// reads them opens the store (a test stands for an upgraded build by raising it).
+    pub newest_schema: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            newest_schema: crate::document::SCHEMA_VERSION,
+        }
+    }
+}
+
+/// A document the server refused, set aside so it never holds back the rest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SetAside {
+    /// The document.
+    pub doc: DocId,
+    /// The server's code and message.
+    pub reason: String,
+    /// Refusals in a row.
+    pub attempts: i64,
+    /// When it is offered again (ms, phone clock).
+    pub retry_at: Option<i64>,
+}
+
+/// A pulled document this build cannot read, kept as bytes until one can.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    /// The document.
+    pub doc: DocId,
+    /// Why it could not be read.
+    pub reason: String,
+    /// Changes kept for it.
+    pub changes: i64,
+    /// When it was first set aside (ms).
+    pub since: i64,
+}
+
 /// The local store of one device.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
     device: DeviceId,
+    newest_schema: u32,
+    // The actor this store writes with now: the device's own at first, a fresh one (bound to
+    // the same device) after the store was found to have diverged from a copy of itself.
+    actor: Arc<std::sync::RwLock<automerge::ActorId>>,
     // Serialises read-modify-write of documents inside this process; SQLite's own lock covers
     // other processes.
     write_lock: Arc<Mutex<()>>,
@@ -96,6 +143,11 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date. A new
     /// store gets a fresh device id, which is also the actor id of every change it writes.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, StoreOptions::default()).await
+    }
+
+    /// Opens the store at `path` with explicit options.
+    pub async fn open_with(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -123,9 +175,29 @@ impl Store {
                 d
             }
         };
+        let actor: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'actor'")
+                .fetch_optional(&pool)
+                .await?;
+        let actor = match actor {
+            Some(hex_actor) => {
+                let bytes = hex::decode(&hex_actor)
+                    .map_err(|e| StoreError::Corrupt(format!("actor {hex_actor:?}: {e}")))?;
+                let actor = automerge::ActorId::from(bytes.as_slice());
+                if crate::document::device_of(&actor) != Some(device) {
+                    return Err(StoreError::Corrupt(format!(
+                        "actor {hex_actor} is not bound to device {device}"
+                    )));
+                }
+                actor
+            }
+            None => crate::document::actor_for(device),
+        };
         let store = Self {
             pool,
             device,
+            newest_schema: opts.newest_schema,
+            actor: Arc::new(std::sync::RwLock::new(actor)),
             write_lock: Arc::new(Mutex::new(())),
         };
         // Projections are derived data: when their definition changed, recompute them.
@@ -141,6 +213,40 @@ impl Store {
     /// The device this store writes as.
     pub fn device(&self) -> DeviceId {
         self.device
+    }
+
+    /// The actor this store's changes carry now (always bound to [`Store::device`]).
+    pub fn actor_id(&self) -> automerge::ActorId {
+        self.actor
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The newest document schema this store reads.
+    pub fn newest_schema(&self) -> u32 {
+        self.newest_schema
+    }
+
+    /// Switches to a fresh actor bound to this device, durably, for every later write: the
+    /// old one was also used by a copy of this store, so its sequence numbers are taken.
+    pub(crate) async fn take_fresh_actor(
+        &self,
+        tx: &mut SqliteConnection,
+    ) -> Result<automerge::ActorId, StoreError> {
+        let actor = crate::document::fresh_actor(self.device);
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('actor', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(hex::encode(actor.to_bytes()))
+        .execute(&mut *tx)
+        .await?;
+        *self
+            .actor
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = actor.clone();
+        Ok(actor)
     }
 
     /// The connection pool, for modules (sync) that keep their own tables in this store.
@@ -213,8 +319,8 @@ impl Store {
     /// Loads a document with every change it has.
     pub async fn load(&self, id: DocId) -> Result<Document, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let (mut doc, _) = load_doc(&mut conn, id).await?;
-        doc.set_device(self.device);
+        let (mut doc, _) = load_doc(&mut conn, id, self.newest_schema).await?;
+        doc.automerge().set_actor(self.actor_id());
         Ok(doc)
     }
 
@@ -254,13 +360,13 @@ impl Store {
     /// Merges changes from another replica (saved bytes: a snapshot or change chunks) into a
     /// document, creating it if this store does not have it yet. Returns the merged header.
     pub async fn merge_bytes(&self, bytes: &[u8]) -> Result<DocHeader, StoreError> {
-        let incoming = Document::load(bytes)?;
+        let incoming = Document::load_upto(bytes, self.newest_schema)?;
         let id = incoming.id();
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let existing = doc_exists(&mut tx, id).await?;
         let doc = if existing {
-            let (mut doc, chunks) = load_doc(&mut tx, id).await?;
+            let (mut doc, chunks) = load_doc(&mut tx, id, self.newest_schema).await?;
             let before = doc.heads();
             doc.load_incremental(bytes)?;
             if doc.heads() != before {
@@ -290,8 +396,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let (mut doc, chunks) = load_doc(&mut tx, id).await?;
-        doc.set_device(self.device);
+        let (mut doc, chunks) = load_doc(&mut tx, id, self.newest_schema).await?;
+        doc.automerge().set_actor(self.actor_id());
         let before = doc.heads();
         if !f(&mut doc)? {
             return Ok(false);
@@ -515,7 +621,7 @@ impl Store {
             .await?;
         for id in &ids {
             let id = DocId::from_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let (doc, _) = load_doc(&mut tx, id).await?;
+            let (doc, _) = load_doc(&mut tx, id, self.newest_schema).await?;
             crate::projection::store_sqlite(&mut tx, &doc).await?;
         }
         tx.commit().await?;
@@ -534,6 +640,57 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    /// Documents the server refused, set aside with their reason and next retry.
+    pub async fn set_aside(&self) -> Result<Vec<SetAside>, StoreError> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT doc_id, rejected, attempts, retry_at FROM doc_sync \
+             WHERE rejected IS NOT NULL ORDER BY doc_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, reason, attempts, retry_at)| {
+                Ok(SetAside {
+                    doc: DocId::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    reason,
+                    attempts,
+                    retry_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes every set-aside document due now (a person asked to try again).
+    pub async fn retry_set_aside(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE doc_sync SET retry_at = NULL WHERE rejected IS NOT NULL AND dirty = 1",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Pulled documents this build could not read.
+    pub async fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT q.doc_id, q.reason, \
+             (SELECT COUNT(*) FROM quarantine_changes c WHERE c.doc_id = q.doc_id), q.first_at \
+             FROM quarantine q ORDER BY q.doc_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, reason, changes, since)| {
+                Ok(Quarantined {
+                    doc: DocId::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    reason,
+                    changes,
+                    since,
+                })
+            })
+            .collect()
     }
 
     /// Documents the server refused, with its reason.
@@ -618,6 +775,7 @@ pub(crate) async fn doc_exists(
 pub(crate) async fn load_doc(
     conn: &mut sqlx::SqliteConnection,
     id: DocId,
+    newest_schema: u32,
 ) -> Result<(Document, i64), StoreError> {
     let row = sqlx::query("SELECT snapshot, chunk_count FROM docs WHERE doc_id = ?")
         .bind(id.to_string())
@@ -636,7 +794,7 @@ pub(crate) async fn load_doc(
             bytes.extend_from_slice(&c);
         }
     }
-    let doc = Document::load(&bytes)?;
+    let doc = Document::load_upto(&bytes, newest_schema)?;
     if doc.id() != id {
         return Err(StoreError::Corrupt(format!(
             "row {id} holds document {}",
@@ -706,11 +864,12 @@ pub(crate) async fn append_chunk(
     Ok(())
 }
 
-/// Records that this device wrote a change the server has not acknowledged.
+/// Records that this device wrote a change the server has not acknowledged. A new edit of a
+/// set-aside document is offered at the next sync (it may be the fix).
 pub(crate) async fn mark_dirty(tx: &mut SqliteConnection, id: DocId) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO doc_sync (doc_id, dirty) VALUES ($1, 1) \
-         ON CONFLICT (doc_id) DO UPDATE SET dirty = 1",
+         ON CONFLICT (doc_id) DO UPDATE SET dirty = 1, retry_at = NULL",
     )
     .bind(id.to_string())
     .execute(&mut *tx)

@@ -17,20 +17,33 @@ use std::str::FromStr;
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash};
 use gridsync_proto::{
-    AckStatus, DocId, DocPush, Hash, PROTOCOL_VERSION, SyncRequest, SyncResponse,
+    AckStatus, DeviceId, DocId, DocPush, Hash, PROTOCOL_VERSION, SyncRequest, SyncResponse, limits,
 };
 use serde_bytes::ByteBuf;
-use sqlx::SqliteConnection;
+use sqlx::{Acquire, SqliteConnection};
 
-use crate::document::{DocError, Document, actor_for};
+use crate::clock::now_ms;
+use crate::document::{DocError, Document, device_of};
 use crate::store::{Store, StoreError, append_chunk, insert_doc, load_doc};
 
 /// Most documents one request pushes; the rest go in the next round.
 pub const MAX_PUSH_DOCS: i64 = 500;
 
-/// Most change bytes one request pushes (at least one document always goes): on a weak link a
+/// Most change bytes one request pushes (at least one change always goes): on a weak link a
 /// request must finish well inside the server's timeout, or it would be retried forever.
 pub const MAX_PUSH_BYTES: usize = 1024 * 1024;
+
+/// Most changes of one document in one request (the wire limit is
+/// [`limits::MAX_CHANGES_PER_DOC`]): a longer backlog, such as a day-long patrol's track
+/// points, goes in causal-order slices over several requests.
+pub const MAX_PUSH_CHANGES_PER_DOC: usize = 5_000;
+
+/// First wait before a refused document is offered again; it doubles per refusal.
+pub const RETRY_FIRST_MS: i64 = 60_000;
+
+/// Longest wait before a refused document is offered again. A retry time further ahead than
+/// this means the phone's clock went back: the document is due at once.
+pub const RETRY_MAX_MS: i64 = 6 * 3_600_000;
 
 /// Why a sync round failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +98,8 @@ pub struct RoundReport {
     pub pulled_changes: usize,
     /// Documents the server refused, with code and message.
     pub rejected: Vec<(DocId, String, String)>,
+    /// Pulled documents this build could not read, with the reason (kept, applied later).
+    pub quarantined: Vec<(DocId, String)>,
     /// Another round is needed (more to pull, more to push, or a fallback sync under way).
     pub more: bool,
 }
@@ -95,6 +110,8 @@ pub struct RoundReport {
 pub struct SyncSession {
     store: Store,
     fallback: HashMap<DocId, State>,
+    // Documents in fallback whose last message showed this side has more to say.
+    fallback_more: std::collections::HashSet<DocId>,
 }
 
 const CURSOR_KEY: &str = "sync_cursor";
@@ -118,12 +135,70 @@ fn from_hashes(heads: &[Hash]) -> Vec<ChangeHash> {
     heads.iter().map(|h| ChangeHash(*h)).collect()
 }
 
-/// Changes this device wrote that are not covered by `synced`.
-fn own_unsynced(doc: &mut Document, synced: &[ChangeHash], me: &automerge::ActorId) -> Vec<Change> {
+/// Changes this device wrote (under any of its actors) that are not covered by `synced`, in
+/// causal order.
+fn own_unsynced(doc: &mut Document, synced: &[ChangeHash], me: DeviceId) -> Vec<Change> {
     doc.changes_since(synced)
         .into_iter()
-        .filter(|c| c.actor_id() == me)
+        .filter(|c| device_of(c.actor_id()) == Some(me))
         .collect()
+}
+
+/// How many of `changes` (a causal-order backlog) fit in `room` bytes and the per-document
+/// change limit: `Some(0)` when not even the first fits (unless `first` says this is the
+/// request's first document, which always carries one change), `None` when the next change
+/// exceeds what any request may carry.
+fn take_slice(changes: &[Change], room: usize, first: bool) -> Option<usize> {
+    let mut size = 0usize;
+    for (i, c) in changes.iter().enumerate() {
+        let n = c.raw_bytes().len();
+        if n > limits::MAX_CHANGE_BYTES {
+            return if i == 0 { None } else { Some(i) };
+        }
+        if i == MAX_PUSH_CHANGES_PER_DOC || (size + n > room && !(i == 0 && first)) {
+            return Some(i);
+        }
+        size += n;
+    }
+    Some(changes.len())
+}
+
+/// The heads of the history made of `synced` and a causal-order prefix of later changes:
+/// every prefix change no other prefix change depends on, and every synced head no prefix
+/// change depends on. (A synced head that is only an indirect ancestor may stay: heads stand
+/// for "everything up to here", so an extra ancestor says nothing false.)
+fn slice_heads(synced: &[ChangeHash], sent: &[Change]) -> Vec<Hash> {
+    let deps: std::collections::HashSet<ChangeHash> =
+        sent.iter().flat_map(|c| c.deps().iter().copied()).collect();
+    synced
+        .iter()
+        .copied()
+        .chain(sent.iter().map(Change::hash))
+        .filter(|h| !deps.contains(h))
+        .map(|h| h.0)
+        .collect()
+}
+
+/// Records a refusal: the reason, one more attempt, and a retry time with exponential backoff.
+async fn refuse(conn: &mut SqliteConnection, id: DocId, reason: &str) -> Result<(), SyncError> {
+    let attempts: i64 = sqlx::query_scalar(
+        "UPDATE doc_sync SET rejected = $1, attempts = attempts + 1 WHERE doc_id = $2 \
+         RETURNING attempts",
+    )
+    .bind(reason)
+    .bind(id.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    let shift = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let wait = RETRY_FIRST_MS
+        .saturating_mul(1i64 << shift)
+        .min(RETRY_MAX_MS);
+    sqlx::query("UPDATE doc_sync SET retry_at = $1 WHERE doc_id = $2")
+        .bind(now_ms().saturating_add(wait))
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 fn has_all(doc: &mut Document, heads: &[ChangeHash]) -> bool {
@@ -132,12 +207,77 @@ fn has_all(doc: &mut Document, heads: &[ChangeHash]) -> bool {
         .all(|h| doc.automerge().get_change_by_hash(h).is_some())
 }
 
+/// Failures of this phone itself (its database), as opposed to a document it cannot read:
+/// those fail the round (nothing is written; the next sync tries again).
+fn is_local_failure(e: &SyncError) -> bool {
+    matches!(
+        e,
+        SyncError::Store(StoreError::Db(_) | StoreError::Migrate(_))
+    )
+}
+
+async fn is_quarantined(conn: &mut SqliteConnection, id: DocId) -> Result<bool, SyncError> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM quarantine WHERE doc_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?
+            > 0,
+    )
+}
+
+/// Keeps pulled changes of a document this build cannot read (appending to what is kept).
+async fn add_to_quarantine(
+    conn: &mut SqliteConnection,
+    id: DocId,
+    changes: &[ByteBuf],
+    reason: Option<&str>,
+    reader: &str,
+) -> Result<(), SyncError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO quarantine (doc_id, reason, reader, first_at, last_at) \
+         VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (doc_id) DO UPDATE SET last_at = excluded.last_at",
+    )
+    .bind(id.to_string())
+    .bind(reason.unwrap_or("unreadable"))
+    .bind(reader)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(reason) = reason {
+        sqlx::query("UPDATE quarantine SET reason = $1, reader = $2 WHERE doc_id = $3")
+            .bind(reason)
+            .bind(reader)
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    let mut n: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(n), 0) FROM quarantine_changes WHERE doc_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    for c in changes {
+        n += 1;
+        sqlx::query("INSERT INTO quarantine_changes (doc_id, n, bytes) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(n)
+            .bind(c.as_ref())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 impl SyncSession {
     /// A session over the device's store.
     pub fn new(store: Store) -> Self {
         Self {
             store,
             fallback: HashMap::new(),
+            fallback_more: Default::default(),
         }
     }
 
@@ -146,8 +286,14 @@ impl SyncSession {
         &self.store
     }
 
-    /// Builds the next request: every dirty document's unacknowledged changes (or a sync
+    /// Builds the next request: the unacknowledged changes of dirty documents (or a sync
     /// message, for documents in fallback), and the stored cursor.
+    ///
+    /// Any backlog drains in slices: at most [`MAX_PUSH_DOCS`] documents, about
+    /// [`MAX_PUSH_BYTES`] of changes and [`MAX_PUSH_CHANGES_PER_DOC`] changes of one document
+    /// (a causal-order prefix, with the heads of that prefix) go in one request. Documents the
+    /// server refused are set aside until their retry time and come after all other work, so
+    /// they never hold it back.
     pub async fn build_request(&mut self) -> Result<(SyncRequest, Outbox), SyncError> {
         let cursor = self
             .store
@@ -156,13 +302,18 @@ impl SyncSession {
             .map(|h| hex::decode(h).map_err(|e| StoreError::Corrupt(format!("sync cursor: {e}"))))
             .transpose()?
             .unwrap_or_default();
+        let now = now_ms();
         let dirty: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT doc_id, synced_heads, need_sync FROM doc_sync WHERE dirty = 1 ORDER BY doc_id LIMIT $1",
+            "SELECT doc_id, synced_heads, need_sync FROM doc_sync WHERE dirty = 1 AND diverged = 0 \
+             AND (retry_at IS NULL OR retry_at <= $1 OR retry_at > $2) \
+             ORDER BY rejected IS NOT NULL, doc_id LIMIT $3",
         )
+        .bind(now)
+        .bind(now.saturating_add(RETRY_MAX_MS))
         .bind(MAX_PUSH_DOCS)
         .fetch_all(self.store.pool())
         .await?;
-        let me = actor_for(self.store.device());
+        let device = self.store.device();
         let mut docs = Vec::with_capacity(dirty.len());
         let mut outbox = Outbox::default();
         let mut bytes = 0usize;
@@ -185,6 +336,7 @@ impl SyncSession {
                 state.sent_hashes.clear();
                 state.in_flight = false;
                 if let Some(msg) = doc.automerge().sync().generate_sync_message(state) {
+                    bytes += msg.clone().encode().len();
                     docs.push(DocPush {
                         doc: id,
                         header: Some(header),
@@ -196,32 +348,63 @@ impl SyncSession {
                 }
                 continue;
             }
-            let changes = own_unsynced(&mut doc, &synced, &me);
+            let changes = own_unsynced(&mut doc, &synced, device);
             if changes.is_empty() {
                 // Nothing of ours is missing on the server (e.g. only pulled changes): clean,
                 // unless a local edit landed since we looked (checked again under the lock).
-                self.clear_if_clean(id, &me).await?;
+                self.clear_if_clean(id, device).await?;
                 continue;
             }
-            bytes += changes.iter().map(|c| c.raw_bytes().len()).sum::<usize>();
+            let slice = take_slice(&changes, MAX_PUSH_BYTES - bytes, bytes == 0);
+            let Some(take) = slice else {
+                // Its next change is larger than any request may carry: it can never be
+                // sent, so it is set aside with the reason instead of blocking every sync.
+                let size = changes
+                    .iter()
+                    .map(|c| c.raw_bytes().len())
+                    .find(|n| *n > limits::MAX_CHANGE_BYTES)
+                    .unwrap_or(0);
+                self.set_aside_locally(
+                    id,
+                    &format!(
+                        "too_large: a change of {size} bytes exceeds the limit of {} bytes",
+                        limits::MAX_CHANGE_BYTES
+                    ),
+                )
+                .await?;
+                continue;
+            };
+            if take == 0 {
+                // No room left in this request; the next one starts with it.
+                outbox.truncated = true;
+                break;
+            }
+            let sent = &changes[..take];
+            let pushed_heads = if take == changes.len() {
+                heads
+            } else {
+                outbox.truncated = true;
+                slice_heads(&synced, sent)
+            };
+            bytes += sent.iter().map(|c| c.raw_bytes().len()).sum::<usize>();
             docs.push(DocPush {
                 doc: id,
                 header: synced.is_empty().then(|| doc.header().clone()),
-                heads: heads.clone(),
-                changes: changes
+                heads: pushed_heads.clone(),
+                changes: sent
                     .iter()
                     .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
                     .collect(),
                 sync: None,
             });
-            outbox.pushed.push((id, heads, false));
+            outbox.pushed.push((id, pushed_heads, false));
         }
         // A full page of dirty documents means more may be waiting behind it.
         outbox.truncated |= full_batch;
         Ok((
             SyncRequest {
                 version: PROTOCOL_VERSION,
-                device: self.store.device(),
+                device,
                 cursor: ByteBuf::from(cursor),
                 docs,
             },
@@ -229,7 +412,30 @@ impl SyncSession {
         ))
     }
 
+    /// Sets a document aside without asking the server (it could never accept it as is).
+    async fn set_aside_locally(&self, id: DocId, reason: &str) -> Result<(), SyncError> {
+        let mut conn = self.store.pool().acquire().await?;
+        refuse(&mut conn, id, reason).await
+    }
+
+    /// Documents eligible for the next request (dirty, not set aside, not diverged).
+    async fn due_count(&self) -> Result<i64, SyncError> {
+        let now = now_ms();
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM doc_sync WHERE dirty = 1 AND diverged = 0 \
+             AND (retry_at IS NULL OR retry_at <= $1 OR retry_at > $2)",
+        )
+        .bind(now)
+        .bind(now.saturating_add(RETRY_MAX_MS))
+        .fetch_one(self.store.pool())
+        .await?)
+    }
+
     /// Applies the server's answer to `outbox`'s request in one store transaction.
+    ///
+    /// A pulled document this build cannot read (bad bytes, a newer schema, a value it does
+    /// not know) is quarantined: its changes are kept as bytes, it is shown, and it is applied
+    /// once a build can read it. The rest of the pull is applied and the cursor moves on.
     pub async fn apply_response(
         &mut self,
         outbox: &Outbox,
@@ -241,7 +447,7 @@ impl SyncSession {
                 resp.version
             )));
         }
-        let me = actor_for(self.store.device());
+        let device = self.store.device();
         let mut report = RoundReport {
             more: resp.more,
             ..RoundReport::default()
@@ -257,50 +463,34 @@ impl SyncSession {
         let _guard = store.write_lock().lock().await;
         let mut tx = store.pool().begin().await?;
         for pull in &resp.docs {
-            let changes = pull
-                .changes
-                .iter()
-                .map(|b| Change::from_bytes(b.to_vec()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SyncError::BadResponse(format!("document {}: {e}", pull.doc)))?;
-            report.pulled_changes += changes.len();
-            if !changes.is_empty() {
+            report.pulled_changes += pull.changes.len();
+            if !pull.changes.is_empty() {
                 report.pulled_docs += 1;
             }
-            let message = pull
-                .sync
-                .as_ref()
-                .map(|m| Message::decode(m))
-                .transpose()
-                .map_err(|e| {
-                    SyncError::BadResponse(format!("sync message for {}: {e}", pull.doc))
-                })?;
-            let Some(mut doc) = self.merge_pull(&mut tx, pull.doc, changes, message).await? else {
+            if is_quarantined(&mut tx, pull.doc).await? {
+                // Keep what arrives with the rest, and try again: the new changes may be what
+                // makes it readable.
+                add_to_quarantine(&mut tx, pull.doc, &pull.changes, None, &self.reader()).await?;
+                self.fallback.remove(&pull.doc);
+                self.retry_one(&mut tx, pull.doc).await?;
                 continue;
-            };
-            let server_heads = from_hashes(&pull.heads);
-            if !server_heads.is_empty() && has_all(&mut doc, &server_heads) {
-                self.set_synced(&mut tx, &mut doc, &server_heads, &me)
-                    .await?;
             }
-            if pull.sync.is_some() {
-                // Still in fallback if this side has more to say. Peek on a copy: generating
-                // marks changes as sent, which may only happen when a message really goes out.
-                let mut probe = self.fallback.entry(pull.doc).or_default().clone();
-                if doc
-                    .automerge()
-                    .sync()
-                    .generate_sync_message(&mut probe)
-                    .is_some()
-                {
-                    report.more = true;
-                } else {
-                    sqlx::query("UPDATE doc_sync SET need_sync = 0 WHERE doc_id = $1")
-                        .bind(pull.doc.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+            let mut sp = (&mut tx).begin().await?;
+            match self.apply_pull(&mut sp, pull, device).await {
+                Ok(()) => sp.commit().await?,
+                Err(e) if is_local_failure(&e) => return Err(e),
+                Err(e) => {
+                    sp.rollback().await?;
+                    tracing::warn!(doc = %pull.doc, error = %e, "pulled document quarantined");
                     self.fallback.remove(&pull.doc);
+                    let why = e.to_string();
+                    add_to_quarantine(&mut tx, pull.doc, &pull.changes, Some(&why), &self.reader())
+                        .await?;
+                    report.quarantined.push((pull.doc, why));
                 }
+            }
+            if self.fallback_more.remove(&pull.doc) {
+                report.more = true;
             }
         }
         for ack in &resp.acks {
@@ -311,9 +501,10 @@ impl SyncSession {
                     ack.doc
                 )));
             };
-            let (mut doc, _) = load_doc(&mut tx, ack.doc).await?;
             match &ack.status {
                 AckStatus::Stored { heads } => {
+                    let (mut doc, _) =
+                        load_doc(&mut tx, ack.doc, self.store.newest_schema()).await?;
                     report.acked += 1;
                     let server = from_hashes(heads.as_deref().unwrap_or(pushed));
                     // For a batched push, "stored" covers everything pushed. For a sync-protocol
@@ -325,12 +516,15 @@ impl SyncSession {
                     } else {
                         Some(from_hashes(pushed))
                     };
-                    sqlx::query("UPDATE doc_sync SET rejected = NULL WHERE doc_id = $1")
-                        .bind(ack.doc.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE doc_sync SET rejected = NULL, attempts = 0, retry_at = NULL \
+                         WHERE doc_id = $1",
+                    )
+                    .bind(ack.doc.to_string())
+                    .execute(&mut *tx)
+                    .await?;
                     if let Some(synced) = synced {
-                        self.set_synced(&mut tx, &mut doc, &synced, &me).await?;
+                        self.set_synced(&mut tx, &mut doc, &synced, device).await?;
                     }
                 }
                 AckStatus::NeedSync => {
@@ -341,14 +535,10 @@ impl SyncSession {
                     report.more = true;
                 }
                 AckStatus::Rejected { code, message } => {
-                    // Kept locally and shown, and still dirty: the cause may pass (a scope is
-                    // extended, another phone syncs the changes these depend on), and nothing
-                    // recorded may be lost. It is offered again on every sync.
-                    sqlx::query("UPDATE doc_sync SET rejected = $1 WHERE doc_id = $2")
-                        .bind(format!("{code}: {message}"))
-                        .bind(ack.doc.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                    // Kept locally, shown, still dirty, and set aside: the cause may pass (a
+                    // scope is extended, another phone syncs the changes these depend on), so
+                    // it is offered again after a backoff, never before other work.
+                    refuse(&mut tx, ack.doc, &format!("{code}: {message}")).await?;
                     report
                         .rejected
                         .push((ack.doc, code.clone(), message.clone()));
@@ -358,9 +548,11 @@ impl SyncSession {
         if resp.reset {
             // The server may have lost what it acknowledged: offer every change of ours again
             // (it keeps what it already has, by hash).
-            sqlx::query("UPDATE doc_sync SET synced_heads = x'', dirty = 1, need_sync = 0")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE doc_sync SET synced_heads = x'', dirty = 1, need_sync = 0, retry_at = NULL",
+            )
+            .execute(&mut *tx)
+            .await?;
             self.fallback.clear();
             report.more = true;
         }
@@ -375,12 +567,149 @@ impl SyncSession {
         tx.commit().await?;
         drop(_guard);
         if !report.more && outbox.truncated {
-            report.more = self.store.unsynced_count().await? > 0;
+            report.more = self.due_count().await? > 0;
         }
         Ok(report)
     }
 
-    async fn clear_if_clean(&self, id: DocId, me: &automerge::ActorId) -> Result<(), SyncError> {
+    /// Applies one pulled document: its changes, a sync-protocol message, the server's heads.
+    async fn apply_pull(
+        &mut self,
+        tx: &mut SqliteConnection,
+        pull: &gridsync_proto::DocPull,
+        device: DeviceId,
+    ) -> Result<(), SyncError> {
+        let changes = pull
+            .changes
+            .iter()
+            .map(|b| Change::from_bytes(b.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SyncError::BadResponse(format!("document {}: {e}", pull.doc)))?;
+        let message = pull
+            .sync
+            .as_ref()
+            .map(|m| Message::decode(m))
+            .transpose()
+            .map_err(|e| SyncError::BadResponse(format!("sync message for {}: {e}", pull.doc)))?;
+        let Some(mut doc) = self.merge_pull(tx, pull.doc, changes, message).await? else {
+            return Ok(());
+        };
+        let server_heads = from_hashes(&pull.heads);
+        if !server_heads.is_empty() && has_all(&mut doc, &server_heads) {
+            self.set_synced(tx, &mut doc, &server_heads, device).await?;
+        }
+        if pull.sync.is_some() {
+            // Still in fallback if this side has more to say. Peek on a copy: generating
+            // marks changes as sent, which may only happen when a message really goes out.
+            let mut probe = self.fallback.entry(pull.doc).or_default().clone();
+            if doc
+                .automerge()
+                .sync()
+                .generate_sync_message(&mut probe)
+                .is_some()
+            {
+                self.fallback_more.insert(pull.doc);
+            } else {
+                sqlx::query("UPDATE doc_sync SET need_sync = 0 WHERE doc_id = $1")
+                    .bind(pull.doc.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                self.fallback.remove(&pull.doc);
+            }
+        }
+        Ok(())
+    }
+
+    /// Who reads documents here: the build and the newest schema it reads. A quarantined
+    /// document is tried again when a different reader opens the store (an upgrade).
+    fn reader(&self) -> String {
+        format!(
+            "{}/schema{}",
+            env!("CARGO_PKG_VERSION"),
+            self.store.newest_schema()
+        )
+    }
+
+    /// Tries quarantined documents again: all of them with `force`, otherwise those
+    /// quarantined by another reader (this build is newer, or older). Returns how many were
+    /// applied now.
+    pub async fn retry_quarantine(&mut self, force: bool) -> Result<usize, SyncError> {
+        let reader = self.reader();
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT doc_id FROM quarantine WHERE $1 OR reader <> $2 ORDER BY doc_id",
+        )
+        .bind(force)
+        .bind(&reader)
+        .fetch_all(self.store.pool())
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let store = self.store.clone();
+        let _guard = store.write_lock().lock().await;
+        let mut tx = store.pool().begin().await?;
+        let mut applied = 0;
+        for id in ids {
+            let id = DocId::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self.retry_one(&mut tx, id).await? {
+                applied += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Applies one quarantined document's kept changes; on success it leaves quarantine, on
+    /// failure the reason and reader are brought up to date.
+    async fn retry_one(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        id: DocId,
+    ) -> Result<bool, SyncError> {
+        let kept: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT bytes FROM quarantine_changes WHERE doc_id = $1 ORDER BY n")
+                .bind(id.to_string())
+                .fetch_all(&mut **tx)
+                .await?;
+        let pull = gridsync_proto::DocPull {
+            doc: id,
+            changes: kept.into_iter().map(ByteBuf::from).collect(),
+            heads: Vec::new(),
+            sync: None,
+        };
+        let device = self.store.device();
+        let mut sp = (&mut *tx).begin().await?;
+        match self.apply_pull(&mut sp, &pull, device).await {
+            Ok(()) => {
+                sp.commit().await?;
+                for table in ["quarantine_changes", "quarantine"] {
+                    sqlx::query(if table == "quarantine" {
+                        "DELETE FROM quarantine WHERE doc_id = $1"
+                    } else {
+                        "DELETE FROM quarantine_changes WHERE doc_id = $1"
+                    })
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                tracing::info!(doc = %id, "quarantined document applied");
+                Ok(true)
+            }
+            Err(e) if is_local_failure(&e) => Err(e),
+            Err(e) => {
+                sp.rollback().await?;
+                sqlx::query("UPDATE quarantine SET reason = $1, reader = $2 WHERE doc_id = $3")
+                    .bind(e.to_string())
+                    .bind(self.reader())
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn clear_if_clean(&self, id: DocId, me: DeviceId) -> Result<(), SyncError> {
         let _guard = self.store.write_lock().lock().await;
         let mut tx = self.store.pool().begin().await?;
         let synced: Vec<u8> =
@@ -388,7 +717,7 @@ impl SyncSession {
                 .bind(id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-        let (mut doc, _) = load_doc(&mut tx, id).await?;
+        let (mut doc, _) = load_doc(&mut tx, id, self.store.newest_schema()).await?;
         if own_unsynced(&mut doc, &heads_from(&synced), me).is_empty() {
             sqlx::query("UPDATE doc_sync SET dirty = 0 WHERE doc_id = $1")
                 .bind(id.to_string())
@@ -404,7 +733,7 @@ impl SyncSession {
         tx: &mut SqliteConnection,
         doc: &mut Document,
         synced: &[ChangeHash],
-        me: &automerge::ActorId,
+        me: DeviceId,
     ) -> Result<(), SyncError> {
         let dirty = !own_unsynced(doc, synced, me).is_empty();
         sqlx::query(
@@ -429,8 +758,8 @@ impl SyncSession {
     ) -> Result<Option<Document>, SyncError> {
         let existing = crate::store::doc_exists(tx, id).await?;
         if existing {
-            let (mut doc, chunks) = load_doc(tx, id).await?;
-            doc.set_device(self.store.device());
+            let (mut doc, chunks) = load_doc(tx, id, self.store.newest_schema()).await?;
+            doc.automerge().set_actor(self.store.actor_id());
             let before = doc.heads();
             if !changes.is_empty() {
                 doc.apply_changes(changes)?;
@@ -463,7 +792,7 @@ impl SyncSession {
             }
             return Ok(Some(doc));
         }
-        let mut am = AutoCommit::new().with_actor(actor_for(self.store.device()));
+        let mut am = AutoCommit::new().with_actor(self.store.actor_id());
         if !changes.is_empty() {
             am.apply_changes(changes)
                 .map_err(|e| SyncError::BadResponse(format!("document {id}: {e}")))?;
@@ -477,7 +806,7 @@ impl SyncSession {
         if am.get_heads().is_empty() {
             return Ok(None);
         }
-        let mut doc = Document::from_automerge(am)?;
+        let mut doc = Document::from_automerge_upto(am, self.store.newest_schema())?;
         if doc.id() != id {
             return Err(SyncError::BadResponse(format!(
                 "changes for {id} build document {}",

@@ -7,6 +7,7 @@ mod crash_storm;
 mod departments;
 mod harness;
 mod hostile;
+mod liveness;
 mod pull_budget;
 mod recovery;
 mod reenroll;

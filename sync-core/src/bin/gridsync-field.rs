@@ -77,9 +77,13 @@ enum Command {
         /// The server (default: the one this phone enrolled with).
         #[arg(long)]
         server: Option<String>,
-        /// Give up after this many rounds (the rest follows next time).
-        #[arg(long, default_value_t = 100)]
+        /// Stop after this many rounds in a row that moved nothing (the rest follows next
+        /// time); a backlog that keeps draining is never cut short.
+        #[arg(long, default_value_t = 20)]
         max_rounds: usize,
+        /// Offer documents the server refused now, instead of after their backoff.
+        #[arg(long)]
+        retry_refused: bool,
     },
     /// What is waiting to be synced, and what the server refused.
     Status,
@@ -657,7 +661,14 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                 format!("enrolled as {} ({}, {}), scopes {}", resp.name, resp.device, resp.role, resp.scopes.join(","))
             })
         }
-        Command::Sync { server, max_rounds } => {
+        Command::Sync {
+            server,
+            max_rounds,
+            retry_refused,
+        } => {
+            if retry_refused {
+                store.retry_set_aside().await?;
+            }
             let server = match server {
                 Some(s) => s,
                 None => SyncClient::enrolled_server(store)
@@ -679,22 +690,53 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                 for (doc, code, message) in &report.rejected {
                     s += &format!("\n⚠ {doc} refused: {code}: {message}");
                 }
+                for (doc, why) in &report.quarantined {
+                    s += &format!("\n⚠ {doc} cannot be read by this version and is kept aside: {why}");
+                }
+                if report.unquarantined > 0 {
+                    s += &format!(
+                        "\n{} document(s) kept aside earlier are now read",
+                        report.unquarantined
+                    );
+                }
                 s
             })
         }
         Command::Status => {
             let unsynced = store.unsynced_count().await?;
-            let rejected = store.rejections().await?;
+            let set_aside = store.set_aside().await?;
+            let quarantined = store.quarantined().await?;
             let server = store.meta("server_url").await?;
             out.print(
-                &json!({"unsynced_documents": unsynced, "rejected": rejected, "server": server}),
+                &json!({
+                    "unsynced_documents": unsynced,
+                    "rejected": set_aside.iter().map(|r| (r.doc, r.reason.clone())).collect::<Vec<_>>(),
+                    "set_aside": set_aside,
+                    "quarantined": quarantined,
+                    "server": server,
+                }),
                 || {
                     let mut s = format!(
                         "{unsynced} document(s) waiting to sync; server {}",
                         server.as_deref().unwrap_or("(not enrolled)")
                     );
-                    for (doc, why) in &rejected {
-                        s += &format!("\n⚠ {doc} refused: {why}");
+                    for r in &set_aside {
+                        s += &format!(
+                            "\n⚠ {} refused {} time(s): {}; offered again {}",
+                            r.doc,
+                            r.attempts,
+                            r.reason,
+                            r.retry_at.map_or("at the next sync".to_owned(), |at| format!(
+                                "after {} (or now with `sync --retry-refused`)",
+                                fmt_time(at)
+                            ))
+                        );
+                    }
+                    for q in &quarantined {
+                        s += &format!(
+                            "\n⚠ {} cannot be read by this version ({} change(s) kept): {}; upgrade the app",
+                            q.doc, q.changes, q.reason
+                        );
                     }
                     s
                 },
