@@ -14,5 +14,6 @@ pub use header::{DocHeader, DocType, UnknownDocType};
 pub use ids::{DeviceId, DocId, IdError, RecordId};
 pub use sync::{
     AckStatus, CONTENT_TYPE, DecodeError, DocAck, DocPull, DocPush, EnrollRequest, EnrollResponse,
-    ErrorBody, ErrorDetail, Hash, PROTOCOL_VERSION, SyncRequest, SyncResponse, limits,
+    ErrorBody, ErrorDetail, Hash, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, SyncRequest,
+    SyncResponse, limits,
 };

@@ -13,8 +13,12 @@ use serde_bytes::ByteBuf;
 
 use crate::{DeviceId, DocHeader, DocId};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Version 2 added [`SyncRequest::actor`].
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version a server still reads: phones upgrade slowly, so a server answers every
+/// version from this one to [`PROTOCOL_VERSION`] in the version it was asked in.
+pub const OLDEST_PROTOCOL_VERSION: u16 = 1;
 
 /// Content type of encoded sync messages on HTTP.
 pub const CONTENT_TYPE: &str = "application/x-gridsync-sync";
@@ -49,6 +53,20 @@ pub struct SyncRequest {
     pub cursor: ByteBuf,
     /// One entry per document with something to send.
     pub docs: Vec<DocPush>,
+    /// The Automerge actor this replica writes with now (bound to `device`); empty means the
+    /// device's first actor, which is what a version 1 request implies. The server leaves
+    /// this actor's changes out of the pull (the replica has them) but sends other actors of
+    /// the same device, which a copy of this store may have written.
+    pub actor: ByteBuf,
+}
+
+/// A version 1 request: a [`SyncRequest`] without its last field.
+#[derive(Deserialize)]
+struct SyncRequestV1 {
+    version: u16,
+    device: DeviceId,
+    cursor: ByteBuf,
+    docs: Vec<DocPush>,
 }
 
 /// A device's changes to one document.
@@ -175,7 +193,9 @@ fn check(what: impl FnOnce() -> String, found: usize, max: usize) -> Result<(), 
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// The version a message declares, after the size check; refuses versions this build does
+/// not read.
+fn version_of(bytes: &[u8]) -> Result<u16, DecodeError> {
     if bytes.len() > limits::MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -186,9 +206,13 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
     // clear answer.
     let (version, _) = postcard::take_from_bytes::<u16>(bytes)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if version != PROTOCOL_VERSION {
+    if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion { found: version });
     }
+    Ok(version)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, rest) =
         postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
@@ -223,9 +247,20 @@ impl SyncRequest {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
-    /// Decodes and checks every limit.
+    /// Decodes (any version a server still reads) and checks every limit.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let req: Self = decode(bytes)?;
+        let req: Self = if version_of(bytes)? == 1 {
+            let v1: SyncRequestV1 = decode(bytes)?;
+            Self {
+                version: v1.version,
+                device: v1.device,
+                cursor: v1.cursor,
+                docs: v1.docs,
+                actor: ByteBuf::new(),
+            }
+        } else {
+            decode(bytes)?
+        };
         check(
             || "cursor bytes".into(),
             req.cursor.len(),
@@ -254,8 +289,9 @@ impl SyncResponse {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
-    /// Decodes and checks every limit.
+    /// Decodes and checks every limit (the layout is the same in every version so far).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        version_of(bytes)?;
         let resp: Self = decode(bytes)?;
         check(
             || "cursor bytes".into(),
@@ -354,6 +390,7 @@ mod tests {
                 changes: vec![ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83])],
                 sync: None,
             }],
+            actor: ByteBuf::from(vec![0xaa; 24]),
         }
     }
 
@@ -407,6 +444,7 @@ mod tests {
             device: DeviceId(id(1)),
             cursor: ByteBuf::from(vec![0; 8]),
             docs: vec![],
+            actor: ByteBuf::new(),
         };
         insta::assert_snapshot!("noop_request_bytes", hex(&noop.encode()));
         insta::assert_json_snapshot!(
@@ -451,11 +489,35 @@ mod tests {
     #[test]
     fn other_versions_are_refused_by_number() {
         let mut req = sample_request();
-        req.version = 2;
+        req.version = PROTOCOL_VERSION + 1;
         assert_eq!(
             SyncRequest::decode(&req.encode()),
-            Err(DecodeError::UnsupportedVersion { found: 2 })
+            Err(DecodeError::UnsupportedVersion {
+                found: PROTOCOL_VERSION + 1
+            })
         );
+        req.version = 0;
+        assert_eq!(
+            SyncRequest::decode(&req.encode()),
+            Err(DecodeError::UnsupportedVersion { found: 0 })
+        );
+    }
+
+    /// A version 1 request, byte for byte as phones before protocol 2 send it (the request
+    /// snapshot of that version): still read, with the device's first actor implied.
+    const V1_REQUEST: &str = "01100190000000007000800000000000000103010203011001900000000070008000000000000002011001900000000070008000000000000002011133333031303230303130313030313030321001900000000070008000000000000001010107070707070707070707070707070707070707070707070707070707070707070104856f4a8300";
+
+    #[test]
+    fn version_1_requests_are_still_read() {
+        let bytes: Vec<u8> = (0..V1_REQUEST.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&V1_REQUEST[i..i + 2], 16).expect("hex"))
+            .collect();
+        let req = SyncRequest::decode(&bytes).expect("a v1 request decodes");
+        let mut expected = sample_request();
+        expected.version = 1;
+        expected.actor = ByteBuf::new();
+        assert_eq!(req, expected);
     }
 
     #[test]
@@ -528,6 +590,7 @@ mod fuzz {
                     changes: vec![ByteBuf::from(vec![1, 2, 3, 4, 5])],
                     sync: Some(ByteBuf::from(vec![6, 7])),
                 }],
+                actor: ByteBuf::new(),
             }
             .encode()
         }

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gridsync_proto::{
-    DecodeError, EnrollRequest, EnrollResponse, ErrorBody, ErrorDetail, PROTOCOL_VERSION,
-    SyncRequest, SyncResponse, limits,
+    DecodeError, EnrollRequest, EnrollResponse, ErrorBody, ErrorDetail, SyncRequest, SyncResponse,
+    limits,
 };
 use serde_bytes::ByteBuf;
 use tokio::sync::Semaphore;
@@ -106,6 +106,17 @@ pub enum ApiError {
         /// The token's device.
         actual: String,
     },
+    /// The request names an actor that is not bound to the token's device.
+    #[error("actor {actor} is not bound to device {device}")]
+    ForeignActor {
+        /// The actor in the request.
+        actor: String,
+        /// The token's device.
+        device: String,
+    },
+    /// Two copies of this store wrote under the actor the request names: take a fresh one.
+    #[error("actor {0} was also used by a copy of this store; take a fresh actor and pull again")]
+    ActorRetired(String),
     /// The body did not decode.
     #[error("{0}")]
     Decode(#[from] DecodeError),
@@ -150,6 +161,8 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Revoked => (StatusCode::FORBIDDEN, "device_revoked"),
             ApiError::DeviceMismatch { .. } => (StatusCode::FORBIDDEN, "device_mismatch"),
+            ApiError::ForeignActor { .. } => (StatusCode::FORBIDDEN, "actor_mismatch"),
+            ApiError::ActorRetired(_) => (StatusCode::CONFLICT, "actor_retired"),
             ApiError::Decode(DecodeError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }
@@ -321,16 +334,32 @@ async fn sync<S: Storage>(
             actual: device.id.to_string(),
         });
     }
+    let replica = if req.actor.is_empty() {
+        gridsync_core::document::actor_for(device.id)
+    } else {
+        automerge::ActorId::from(req.actor.as_ref())
+    };
+    if gridsync_core::document::device_of(&replica) != Some(device.id) {
+        return Err(ApiError::ForeignActor {
+            actor: replica.to_hex_string(),
+            device: device.id.to_string(),
+        });
+    }
+    if state.storage.actor_retired(&replica).await? {
+        return Err(ApiError::ActorRetired(replica.to_hex_string()));
+    }
     let cursor = Cursor::decode(&req.cursor).map_err(ApiError::BadCursor)?;
     let merged = state.storage.merge(&device, &req.docs).await?;
     let pull = state
         .storage
-        .pull(&device, &cursor, state.config.pull_budget)
+        .pull(&device, &replica, &cursor, state.config.pull_budget)
         .await?;
     let mut docs = pull.docs;
     docs.extend(merged.sync_replies);
+    // Answered in the version asked in: the layout is the same, and an older phone refuses a
+    // version it does not know.
     let resp = SyncResponse {
-        version: PROTOCOL_VERSION,
+        version: req.version,
         acks: merged.acks,
         docs,
         cursor: ByteBuf::from(pull.cursor.encode()),

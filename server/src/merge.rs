@@ -8,7 +8,7 @@
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash};
 use gridsync_core::Document;
-use gridsync_core::document::{DocError, actor_for};
+use gridsync_core::document::{DocError, device_of};
 use gridsync_core::projection::project;
 use gridsync_core::records::Case;
 use gridsync_proto::{DocHeader, DocPush, DocType, GridCode};
@@ -22,12 +22,22 @@ pub struct Rejection {
     pub code: &'static str,
     /// What was wrong, for people.
     pub message: String,
+    /// With [`ACTOR_DIVERGED`]: the actor two copies of a store both wrote under, which no
+    /// replica may write with any more.
+    pub diverged_actor: Option<automerge::ActorId>,
 }
+
+/// The code for a push whose changes reuse sequence numbers the server already holds for the
+/// same actor with other content: a copy of the device's store (restored or cloned) wrote
+/// them. The phone takes a fresh actor and re-applies its edits (the server sends the document
+/// whole with this refusal).
+pub const ACTOR_DIVERGED: &str = "actor_diverged";
 
 fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
         message: message.into(),
+        diverged_actor: None,
     }
 }
 
@@ -181,9 +191,10 @@ fn case_of(doc: &Document) -> Option<Case> {
 }
 
 fn check_new_changes(device: &Device, changes: &[Change]) -> Result<(), Rejection> {
-    let actor = actor_for(device.id);
     for c in changes {
-        if c.actor_id() != &actor {
+        // A device may hold several actors over its life, all bound to it by their first 16
+        // bytes.
+        if device_of(c.actor_id()) != Some(device.id) {
             return Err(reject(
                 "actor_mismatch",
                 format!(
@@ -242,6 +253,18 @@ fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
 
 fn doc_error(e: DocError) -> Rejection {
     match e {
+        DocError::Automerge(automerge::AutomergeError::DuplicateSeqNumber(seq, ref actor)) => {
+            Rejection {
+                diverged_actor: Some(actor.clone()),
+                ..reject(
+                    ACTOR_DIVERGED,
+                    format!(
+                        "change {seq} of actor {actor} is already stored with other content: \
+                         this store was copied or restored; it must take a fresh actor"
+                    ),
+                )
+            }
+        }
         DocError::HeaderChanged(_) => reject("header_changed", e.to_string()),
         DocError::Header(_) | DocError::FutureSchema { .. } => reject("bad_header", e.to_string()),
         other => reject("bad_document", other.to_string()),

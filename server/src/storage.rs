@@ -318,9 +318,15 @@ pub trait Storage: Send + Sync + 'static {
     fn pull(
         &self,
         device: &Device,
+        replica: &automerge::ActorId,
         cursor: &Cursor,
         budget: PullBudget,
     ) -> impl Future<Output = Result<Pull, StorageError>> + Send;
+    /// Whether an actor was retired (two copies of a store wrote under it).
+    fn actor_retired(
+        &self,
+        actor: &automerge::ActorId,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
     /// Looks up the device a bearer token belongs to (`None`: unknown). Revoked devices are
     /// returned with their revocation time.
     fn device_by_token(
@@ -409,6 +415,8 @@ pub trait Storage: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    // The newest document schema this server reads (see `reading_schema`).
+    newest_schema: u32,
     // Merges are serialised in-process (SQLite has one writer anyway); the counter row update
     // at the start of each merge does the same across processes.
     write_lock: std::sync::Arc<Mutex<()>>,
@@ -481,6 +489,7 @@ fn parse_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device, StorageError> {
 async fn load_doc(
     conn: &mut SqliteConnection,
     id: DocId,
+    newest_schema: u32,
 ) -> Result<Option<(Document, i64)>, StorageError> {
     let Some(row) =
         sqlx::query("SELECT snapshot, snapshot_seq, pending FROM docs WHERE doc_id = $1")
@@ -507,8 +516,8 @@ async fn load_doc(
             bytes.extend_from_slice(&c);
         }
     }
-    let doc =
-        Document::load(&bytes).map_err(|e| StorageError::Corrupt(format!("document {id}: {e}")))?;
+    let doc = Document::load_upto(&bytes, newest_schema)
+        .map_err(|e| StorageError::Corrupt(format!("document {id}: {e}")))?;
     Ok(Some((doc, pending)))
 }
 
@@ -530,6 +539,7 @@ impl SqliteStorage {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let storage = Self {
             pool,
+            newest_schema: gridsync_core::document::SCHEMA_VERSION,
             write_lock: std::sync::Arc::new(Mutex::new(())),
         };
         storage.backfill_chain().await?;
@@ -617,6 +627,13 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// Reads documents up to schema `newest` (default: this build's). A server that is one
+    /// schema ahead of some phones stands for the first step of a rolling upgrade in tests.
+    pub fn reading_schema(mut self, newest: u32) -> Self {
+        self.newest_schema = newest;
+        self
+    }
+
     /// The pool (for tests and admin commands).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -661,8 +678,8 @@ async fn store_merged(
         let bytes = c.raw_bytes();
         *chain = chain_next(chain, *seq, &c.hash().0);
         sqlx::query(
-            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(*seq)
         .bind(&id)
@@ -671,6 +688,7 @@ async fn store_merged(
         .bind(bytes.to_vec())
         .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
         .bind(chain.to_vec())
+        .bind(c.actor_id().to_hex_string())
         .execute(&mut *tx)
         .await?;
         for level in &levels {
@@ -814,7 +832,28 @@ impl Storage for SqliteStorage {
         let start_seq = seq;
         let mut tip = LogTip::read(&mut tx, seq).await?;
         for push in pushes {
-            let existing = load_doc(&mut tx, push.doc).await?;
+            let existing = match load_doc(&mut tx, push.doc, self.newest_schema).await {
+                Ok(existing) => existing,
+                Err(StorageError::Corrupt(why)) => {
+                    // One stored document this build cannot read (a newer schema written
+                    // during a rolling upgrade, damage) refuses pushes to it, not the request:
+                    // the device sets it aside and the rest of its work goes on.
+                    tracing::error!(doc = %push.doc, %why, "stored document unreadable");
+                    outcome.acks.push(DocAck {
+                        doc: push.doc,
+                        status: AckStatus::Rejected {
+                            code: "unreadable_on_server".into(),
+                            message: format!(
+                                "the server cannot read its copy of document {}; it is kept \
+                                 and will be merged once the server is upgraded or repaired",
+                                push.doc
+                            ),
+                        },
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let pending = existing.as_ref().map_or(0, |(_, p)| *p);
             // A clerk's device without a department is a member of nothing, so `may_write`
             // refuses all its writes.
@@ -834,6 +873,35 @@ impl Storage for SqliteStorage {
             let status = match merge_push(existing.map(|(d, _)| d), device, push, dept_member) {
                 Err(rejection) => {
                     tracing::info!(doc = %push.doc, device = %device.id, code = rejection.code, "push rejected");
+                    if let Some(actor) = &rejection.diverged_actor {
+                        sqlx::query(
+                            "INSERT INTO retired_actors (actor, device, retired_at) \
+                             VALUES ($1, $2, $3) ON CONFLICT (actor) DO NOTHING",
+                        )
+                        .bind(actor.to_hex_string())
+                        .bind(device.id.to_string())
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if rejection.code == crate::merge::ACTOR_DIVERGED
+                        && let Some((mut doc, _)) =
+                            load_doc(&mut tx, push.doc, self.newest_schema).await?
+                    {
+                        // A copy of this store wrote other changes under the same actor: send
+                        // the document whole, so the phone can re-apply its edits on top of it
+                        // under a fresh actor.
+                        outcome.sync_replies.push(DocPull {
+                            doc: push.doc,
+                            changes: doc
+                                .changes_since(&[])
+                                .iter()
+                                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                                .collect(),
+                            heads: doc.heads().iter().map(|h| h.0).collect(),
+                            sync: None,
+                        });
+                    }
                     AckStatus::Rejected {
                         code: rejection.code.to_owned(),
                         message: rejection.message,
@@ -902,6 +970,7 @@ impl Storage for SqliteStorage {
     async fn pull(
         &self,
         device: &Device,
+        replica: &automerge::ActorId,
         cursor: &Cursor,
         budget: PullBudget,
     ) -> Result<Pull, StorageError> {
@@ -927,7 +996,9 @@ impl Storage for SqliteStorage {
                 _ => 0,
             }
         };
-        let me = device.id.to_string();
+        // The asking replica has its own changes; other actors of the same device (a copy of
+        // its store) it may not.
+        let me = replica.to_hex_string();
         let feeds = device.feed_scopes();
         // Rows are chosen over their sizes alone; bytes are read only for the rows kept.
         let mut rows: Vec<FeedRow> = Vec::new();
@@ -945,7 +1016,7 @@ impl Storage for SqliteStorage {
                      (SELECT CAST(COALESCE(SUM(a.size), 0) AS BIGINT) FROM changes a \
                       WHERE a.doc_id = f.full_doc AND a.seq <= f.seq) END \
                  FROM scope_feed f LEFT JOIN changes c ON c.seq = f.seq \
-                 WHERE f.scope = $1 AND f.seq > $2 AND (f.full_doc IS NOT NULL OR c.device <> $3) \
+                 WHERE f.scope = $1 AND f.seq > $2 AND (f.full_doc IS NOT NULL OR c.actor <> $3) \
                  ORDER BY f.seq LIMIT $4",
             )
             .bind(scope.as_str())
@@ -1093,6 +1164,16 @@ impl Storage for SqliteStorage {
             reset,
             bytes_loaded,
         })
+    }
+
+    async fn actor_retired(&self, actor: &automerge::ActorId) -> Result<bool, StorageError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM retired_actors WHERE actor = $1")
+                .bind(actor.to_hex_string())
+                .fetch_one(&self.pool)
+                .await?
+                > 0,
+        )
     }
 
     async fn device_by_token(
@@ -1266,7 +1347,9 @@ impl Storage for SqliteStorage {
 
     async fn load(&self, id: DocId) -> Result<Option<Document>, StorageError> {
         let mut conn = self.pool.acquire().await?;
-        Ok(load_doc(&mut conn, id).await?.map(|(d, _)| d))
+        Ok(load_doc(&mut conn, id, self.newest_schema)
+            .await?
+            .map(|(d, _)| d))
     }
 
     async fn households(
@@ -1310,7 +1393,7 @@ impl Storage for SqliteStorage {
             .await?;
         for id in &ids {
             let id = DocId::from_str(id).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            if let Some((doc, _)) = load_doc(&mut tx, id).await? {
+            if let Some((doc, _)) = load_doc(&mut tx, id, self.newest_schema).await? {
                 gridsync_core::projection::store_sqlite(&mut tx, &doc).await?;
             }
         }

@@ -185,14 +185,24 @@ impl SyncClient {
             ..SyncReport::default()
         };
         let mut idle = 0;
+        let mut retired = false;
         // A ceiling on all rounds as well, so a sync that keeps "progressing" without ever
         // settling (a bug, or a hostile server) still ends.
         while idle < max_rounds && report.round_trips < MAX_ROUNDS_PER_SYNC {
             let (req, outbox) = session.build_request().await?;
             let cursor_before = req.cursor.clone();
-            let round = self
+            let round = match self
                 .round(&mut session, &token, &req, &outbox, &mut report)
-                .await?;
+                .await
+            {
+                Err(ClientError::Server { code, .. }) if code == "actor_retired" && !retired => {
+                    // A copy of this store wrote under the same actor: continue as a fresh one.
+                    session.retire_actor().await?;
+                    retired = true;
+                    continue;
+                }
+                other => other?,
+            };
             let cursor_after = store.meta("sync_cursor").await?.unwrap_or_default();
             let progressed = round.acked > 0
                 || round.pulled_changes > 0
@@ -239,7 +249,8 @@ impl SyncClient {
         report.round_trips += 1;
         let resp =
             SyncResponse::decode(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        Ok(session.apply_response(outbox, resp).await?)
+        // Boxed: the engine's future is large, and callers may poll on a small stack.
+        Ok(Box::pin(session.apply_response(outbox, resp)).await?)
     }
 
     /// POSTs with retries; returns the body of a 2xx answer.

@@ -125,11 +125,24 @@ pub fn device_of(actor: &ActorId) -> Option<DeviceId> {
 }
 
 impl Document {
-    /// Creates a document holding `record`, written by `device`, in one change.
+    /// Creates a document holding `record`, written by `device` (under its first actor), in one
+    /// change.
     pub fn create<R: Record>(
         id: DocId,
         scope: GridCode,
         device: DeviceId,
+        record: &R,
+    ) -> Result<Self, DocError> {
+        Self::create_as(id, scope, device, actor_for(device), record)
+    }
+
+    /// Creates a document as [`Document::create`] does, written under `actor` (which must be
+    /// bound to `device`: the store's current actor).
+    pub fn create_as<R: Record>(
+        id: DocId,
+        scope: GridCode,
+        device: DeviceId,
+        actor: ActorId,
         record: &R,
     ) -> Result<Self, DocError> {
         record.validate().map_err(|source| DocError::Invalid {
@@ -143,7 +156,7 @@ impl Document {
             creator: device,
             schema: SCHEMA_VERSION,
         };
-        let mut doc = AutoCommit::new().with_actor(actor_for(device));
+        let mut doc = AutoCommit::new().with_actor(actor);
         let h = doc.put_object(ROOT, "header", ObjType::Map)?;
         doc.put(&h, "id", header.id.to_string())?;
         doc.put(&h, "type", header.doc_type.as_str())?;
@@ -301,6 +314,39 @@ impl Document {
             &after,
             R::TEXT_FIELDS,
             &mut path,
+        );
+        if let Err(e) = result {
+            self.doc.rollback();
+            return Err(e);
+        }
+        Ok(self.doc.commit())
+    }
+
+    /// Re-applies the edits that turned `base` into `mine` (two states of this record on
+    /// another copy) on top of this document's current state, as one change by the current
+    /// actor. Used when a copied store's unsynced changes cannot be merged as they are: what
+    /// the copy changed wins field by field; what it left alone keeps this document's value;
+    /// entries it added or removed in maps are added or removed; a list it only appended to
+    /// keeps both sides' appends. Returns the change, or `None` when nothing differs.
+    pub fn reapply_edits(
+        &mut self,
+        base: &Json,
+        mine: &Json,
+    ) -> Result<Option<ChangeHash>, DocError> {
+        let current = self.record_json();
+        let target = three_way(base, mine, &current);
+        if target == current {
+            return Ok(None);
+        }
+        let record = self.record_obj()?;
+        let fields = crate::records::text_fields(self.header.doc_type);
+        let result = reconcile(
+            &mut self.doc,
+            &record,
+            &current,
+            &target,
+            fields,
+            &mut Vec::new(),
         );
         if let Err(e) = result {
             self.doc.rollback();
@@ -468,6 +514,53 @@ impl Document {
         let actor = self.doc.get_actor().clone();
         self.doc = restored.with_actor(actor);
         Err(DocError::HeaderChanged(self.header.id))
+    }
+}
+
+/// `theirs` with the edits from `base` to `mine` laid over it (see
+/// [`Document::reapply_edits`]).
+fn three_way(base: &Json, mine: &Json, theirs: &Json) -> Json {
+    if mine == base {
+        return theirs.clone();
+    }
+    match (base, mine, theirs) {
+        (Json::Object(b), Json::Object(m), Json::Object(t)) => {
+            let mut out = t.clone();
+            let empty = Json::Object(Map::new());
+            for (k, mv) in m {
+                match b.get(k) {
+                    Some(bv) if bv == mv => {}
+                    Some(bv) => {
+                        let tv = t.get(k).unwrap_or(&Json::Null);
+                        out.insert(k.clone(), three_way(bv, mv, tv));
+                    }
+                    None => {
+                        let merged = match t.get(k) {
+                            Some(tv) if tv.is_object() && mv.is_object() => {
+                                three_way(&empty, mv, tv)
+                            }
+                            _ => mv.clone(),
+                        };
+                        out.insert(k.clone(), merged);
+                    }
+                }
+            }
+            for k in b.keys() {
+                if !m.contains_key(k) {
+                    out.remove(k);
+                }
+            }
+            Json::Object(out)
+        }
+        (Json::Array(b), Json::Array(m), Json::Array(t))
+            if m.starts_with(b) && t.starts_with(b) =>
+        {
+            // Both only appended (a track, a log): keep theirs, then mine after them.
+            let mut out = t.clone();
+            out.extend(m[b.len()..].iter().cloned());
+            Json::Array(out)
+        }
+        _ => mine.clone(),
     }
 }
 

@@ -200,6 +200,7 @@ impl Store {
             actor: Arc::new(std::sync::RwLock::new(actor)),
             write_lock: Arc::new(Mutex::new(())),
         };
+        store.check_identity(path).await?;
         // Projections are derived data: when their definition changed, recompute them.
         if store.meta("projection_version").await?.as_deref() != Some(PROJECTION_VERSION) {
             store.rebuild_projections().await?;
@@ -226,6 +227,39 @@ impl Store {
     /// The newest document schema this store reads.
     pub fn newest_schema(&self) -> u32 {
         self.newest_schema
+    }
+
+    /// Notices that this store file is a copy (a restored backup, a cloned phone, a file
+    /// copied by hand): its file identity differs from the one recorded at the last open. A
+    /// copy must not write under the actor the original goes on writing under (their sequence
+    /// numbers would collide, and the server would take the copy's pulls for the original's),
+    /// so it takes a fresh actor and pulls everything again before it writes anything.
+    async fn check_identity(&self, path: &Path) -> Result<(), StoreError> {
+        let Some(identity) = file_identity(path) else {
+            return Ok(());
+        };
+        let recorded = self.meta("file_identity").await?;
+        if recorded.as_deref() == Some(identity.as_str()) {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if recorded.is_some() {
+            self.take_fresh_actor(&mut tx).await?;
+            sqlx::query("UPDATE meta SET value = '' WHERE key = 'sync_cursor'")
+                .execute(&mut *tx)
+                .await?;
+            tracing::warn!(store = %path.display(), "this store is a copy: took a fresh actor");
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('file_identity', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&identity)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Switches to a fresh actor bound to this device, durably, for every later write: the
@@ -295,11 +329,13 @@ impl Store {
         records: &[R],
     ) -> Result<Vec<DocId>, StoreError> {
         let mut docs = Vec::with_capacity(records.len());
+        let actor = self.actor_id();
         for r in records {
-            docs.push(Document::create(
+            docs.push(Document::create_as(
                 DocId::new(),
                 scope.clone(),
                 self.device,
+                actor.clone(),
                 r,
             )?);
         }
@@ -757,6 +793,21 @@ impl Store {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// The identity of the file at `path` on its file system (device and inode): a copy of the
+/// file has another.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// Elsewhere copies are caught by the server instead (`actor_diverged`).
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<String> {
+    None
 }
 
 pub(crate) async fn doc_exists(

@@ -26,6 +26,10 @@ use crate::clock::now_ms;
 use crate::document::{DocError, Document, device_of};
 use crate::store::{Store, StoreError, append_chunk, insert_doc, load_doc};
 
+/// The refusal code for changes that reuse an actor's sequence numbers with other content
+/// (the server's `merge::ACTOR_DIVERGED`).
+pub const ACTOR_DIVERGED: &str = "actor_diverged";
+
 /// Most documents one request pushes; the rest go in the next round.
 pub const MAX_PUSH_DOCS: i64 = 500;
 
@@ -112,6 +116,10 @@ pub struct SyncSession {
     fallback: HashMap<DocId, State>,
     // Documents in fallback whose last message showed this side has more to say.
     fallback_more: std::collections::HashSet<DocId>,
+    // Documents rebased on the server's state in the response being applied.
+    rebased: std::collections::HashSet<DocId>,
+    // The store switched to a fresh actor in the response being applied.
+    took_fresh_actor: bool,
 }
 
 const CURSOR_KEY: &str = "sync_cursor";
@@ -177,6 +185,33 @@ fn slice_heads(synced: &[ChangeHash], sent: &[Change]) -> Vec<Hash> {
         .filter(|h| !deps.contains(h))
         .map(|h| h.0)
         .collect()
+}
+
+/// The actor of ours under which `pulled` holds a change that this document holds with other
+/// content at the same sequence number (a copy of this store wrote it), if any.
+fn colliding_actor(
+    doc: &mut Document,
+    pulled: &[Change],
+    me: DeviceId,
+) -> Option<automerge::ActorId> {
+    let foreign: Vec<&Change> = pulled
+        .iter()
+        .filter(|c| device_of(c.actor_id()) == Some(me))
+        .filter(|c| doc.automerge().get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    if foreign.is_empty() {
+        return None;
+    }
+    let held: std::collections::HashSet<(automerge::ActorId, u64)> = doc
+        .changes_since(&[])
+        .iter()
+        .filter(|c| device_of(c.actor_id()) == Some(me))
+        .map(|c| (c.actor_id().clone(), c.seq()))
+        .collect();
+    foreign
+        .iter()
+        .find(|c| held.contains(&(c.actor_id().clone(), c.seq())))
+        .map(|c| c.actor_id().clone())
 }
 
 /// Records a refusal: the reason, one more attempt, and a retry time with exponential backoff.
@@ -278,6 +313,8 @@ impl SyncSession {
             store,
             fallback: HashMap::new(),
             fallback_more: Default::default(),
+            rebased: Default::default(),
+            took_fresh_actor: false,
         }
     }
 
@@ -407,6 +444,7 @@ impl SyncSession {
                 device,
                 cursor: ByteBuf::from(cursor),
                 docs,
+                actor: ByteBuf::from(self.store.actor_id().to_bytes().to_vec()),
             },
             outbox,
         ))
@@ -472,11 +510,11 @@ impl SyncSession {
                 // makes it readable.
                 add_to_quarantine(&mut tx, pull.doc, &pull.changes, None, &self.reader()).await?;
                 self.fallback.remove(&pull.doc);
-                self.retry_one(&mut tx, pull.doc).await?;
+                Box::pin(self.retry_one(&mut tx, pull.doc)).await?;
                 continue;
             }
             let mut sp = (&mut tx).begin().await?;
-            match self.apply_pull(&mut sp, pull, device).await {
+            match Box::pin(self.apply_pull(&mut sp, pull, device)).await {
                 Ok(()) => sp.commit().await?,
                 Err(e) if is_local_failure(&e) => return Err(e),
                 Err(e) => {
@@ -534,6 +572,13 @@ impl SyncSession {
                         .await?;
                     report.more = true;
                 }
+                AckStatus::Rejected { code, .. }
+                    if code == ACTOR_DIVERGED && self.rebased.contains(&ack.doc) =>
+                {
+                    // Already rebased on the whole document the server sent with this refusal:
+                    // the re-applied edits go in the next round.
+                    report.more = true;
+                }
                 AckStatus::Rejected { code, message } => {
                     // Kept locally, shown, still dirty, and set aside: the cause may pass (a
                     // scope is extended, another phone syncs the changes these depend on), so
@@ -556,15 +601,25 @@ impl SyncSession {
             self.fallback.clear();
             report.more = true;
         }
+        // After taking a fresh actor, pull everything again: changes a copy of this store wrote
+        // under the old actor were left out of earlier pulls as "ours", and they are not.
+        let cursor = if self.took_fresh_actor {
+            report.more = true;
+            Vec::new()
+        } else {
+            resp.cursor.to_vec()
+        };
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(CURSOR_KEY)
-        .bind(hex::encode(&resp.cursor))
+        .bind(hex::encode(&cursor))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.rebased.clear();
+        self.took_fresh_actor = false;
         drop(_guard);
         if !report.more && outbox.truncated {
             report.more = self.due_count().await? > 0;
@@ -591,7 +646,7 @@ impl SyncSession {
             .map(|m| Message::decode(m))
             .transpose()
             .map_err(|e| SyncError::BadResponse(format!("sync message for {}: {e}", pull.doc)))?;
-        let Some(mut doc) = self.merge_pull(tx, pull.doc, changes, message).await? else {
+        let Some(mut doc) = Box::pin(self.merge_pull(tx, pull.doc, changes, message)).await? else {
             return Ok(());
         };
         let server_heads = from_hashes(&pull.heads);
@@ -617,6 +672,23 @@ impl SyncSession {
                 self.fallback.remove(&pull.doc);
             }
         }
+        Ok(())
+    }
+
+    /// Stops writing under the current actor (the server saw a copy of this store use it too):
+    /// takes a fresh actor bound to this device and starts the pull over, so what the copy
+    /// wrote under the old actor, left out of earlier pulls as this replica's own, arrives.
+    pub async fn retire_actor(&mut self) -> Result<(), SyncError> {
+        let store = self.store.clone();
+        let _guard = store.write_lock().lock().await;
+        let mut tx = store.pool().begin().await?;
+        store.take_fresh_actor(&mut tx).await?;
+        sqlx::query("UPDATE meta SET value = '' WHERE key = $1")
+            .bind(CURSOR_KEY)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::warn!(actor = %store.actor_id(), "took a fresh actor: a copy of this store used the old one");
         Ok(())
     }
 
@@ -679,7 +751,7 @@ impl SyncSession {
         };
         let device = self.store.device();
         let mut sp = (&mut *tx).begin().await?;
-        match self.apply_pull(&mut sp, &pull, device).await {
+        match Box::pin(self.apply_pull(&mut sp, &pull, device)).await {
             Ok(()) => {
                 sp.commit().await?;
                 for table in ["quarantine_changes", "quarantine"] {
@@ -748,6 +820,98 @@ impl SyncSession {
         Ok(())
     }
 
+    /// Rebuilds a local document whose unsynced changes collide with `pulled` ones (a copy of
+    /// this store wrote other changes under the same actor and sequence numbers; Automerge
+    /// cannot hold both): the document becomes everything except those unsynced changes plus
+    /// what was pulled, and the edits they made are re-applied on top as one change by a fresh
+    /// actor bound to this device. The copy as it was is kept in `superseded`, so nothing
+    /// recorded is lost even where the re-applied edit overrides a field.
+    async fn rebase(
+        &mut self,
+        tx: &mut SqliteConnection,
+        mut local: Document,
+        pulled: Vec<Change>,
+        collided: automerge::ActorId,
+    ) -> Result<Document, SyncError> {
+        let id = local.id();
+        let device = self.store.device();
+        let synced: Vec<u8> =
+            sqlx::query_scalar("SELECT synced_heads FROM doc_sync WHERE doc_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or_default();
+        let unsynced: std::collections::HashSet<ChangeHash> =
+            own_unsynced(&mut local, &heads_from(&synced), device)
+                .iter()
+                .map(Change::hash)
+                .collect();
+        let kept: Vec<Change> = local
+            .changes_since(&[])
+            .into_iter()
+            .filter(|c| !unsynced.contains(&c.hash()))
+            .collect();
+        let mut base_am = AutoCommit::new();
+        base_am.apply_changes(kept).map_err(DocError::from)?;
+        let base = Document::from_automerge_upto(base_am, self.store.newest_schema())?;
+        let base_json = base.record_json();
+        let mine_json = local.record_json();
+        let mut merged = base;
+        merged.apply_changes(pulled)?;
+        if self.store.actor_id() == collided {
+            self.store.take_fresh_actor(tx).await?;
+            self.took_fresh_actor = true;
+        }
+        merged.automerge().set_actor(self.store.actor_id());
+        let server_state = merged.heads();
+        // Re-apply on a copy: if the result would not be a readable record, keep the server's
+        // state (the old copy stays in `superseded` for a person to look at).
+        let mut attempt = merged.clone();
+        let reapplied = match attempt.reapply_edits(&base_json, &mine_json) {
+            Ok(change) if crate::projection::project(&attempt).is_ok() => change.is_some(),
+            Ok(_) | Err(_) => false,
+        };
+        if reapplied {
+            merged = attempt;
+        }
+        tracing::warn!(doc = %id, reapplied, "diverged copy rebased on the server's state");
+        sqlx::query("INSERT INTO superseded (doc_id, at, reason, bytes) VALUES ($1, $2, $3, $4)")
+            .bind(id.to_string())
+            .bind(now_ms())
+            .bind(format!(
+                "a copy of this store wrote other changes as actor {collided}"
+            ))
+            .bind(local.save())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE docs SET snapshot = $1, chunk_count = 0, updated_at = $2 WHERE doc_id = $3",
+        )
+        .bind(merged.save())
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        crate::projection::store_sqlite(tx, &merged)
+            .await
+            .map_err(StoreError::from)?;
+        sqlx::query(
+            "UPDATE doc_sync SET synced_heads = $1, dirty = $2, need_sync = 0, rejected = NULL, \
+             attempts = 0, retry_at = NULL WHERE doc_id = $3",
+        )
+        .bind(heads_bytes(&to_hashes(&server_state)))
+        .bind(i64::from(reapplied))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        self.rebased.insert(id);
+        Ok(merged)
+    }
+
     /// Applies pulled changes (and a sync message) to a local document, creating it if new.
     async fn merge_pull(
         &mut self,
@@ -760,6 +924,11 @@ impl SyncSession {
         if existing {
             let (mut doc, chunks) = load_doc(tx, id, self.store.newest_schema()).await?;
             doc.automerge().set_actor(self.store.actor_id());
+            if let Some(actor) = colliding_actor(&mut doc, &changes, self.store.device()) {
+                return Box::pin(self.rebase(tx, doc, changes, actor))
+                    .await
+                    .map(Some);
+            }
             let before = doc.heads();
             if !changes.is_empty() {
                 doc.apply_changes(changes)?;

@@ -79,11 +79,14 @@ async fn malformed_truncated_oversized_and_unauthenticated_requests_get_typed_er
     );
     let (s, code_, _) = raw.error(Some(&t), vec![]).await;
     assert_eq!((s, code_.as_str()), (400, "malformed_request"));
-    let mut v2 = req.clone();
-    v2.version = PROTOCOL_VERSION + 1;
-    let (s, code_, msg) = raw.error(Some(&t), v2.encode()).await;
+    let mut next = req.clone();
+    next.version = PROTOCOL_VERSION + 1;
+    let (s, code_, msg) = raw.error(Some(&t), next.encode()).await;
     assert_eq!((s, code_.as_str()), (400, "unsupported_version"));
-    assert!(msg.contains("version 2"), "{msg}");
+    assert!(
+        msg.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+        "{msg}"
+    );
     let (s, code_, _) = raw
         .error(Some(&t), vec![0u8; limits::MAX_MESSAGE_BYTES + 2048])
         .await;
@@ -161,6 +164,11 @@ async fn replayed_requests_are_harmless_and_other_devices_cannot_replay_them() {
     // already has from their author: nothing is accepted in B's name.
     let mut forged = req.clone();
     forged.device = b.store.device();
+    forged.actor = serde_bytes::ByteBuf::from(
+        gridsync_core::document::actor_for(b.store.device())
+            .to_bytes()
+            .to_vec(),
+    );
     forged.docs[0].header = None;
     let (s, bytes) = raw.post(Some(&tb), forged.encode()).await;
     assert_eq!(s, 200);
@@ -189,6 +197,15 @@ async fn spoofed_actors_are_refused() {
         .expect("request");
     req.device = b.store.device();
     let raw = Raw::new(&server);
+    // Claiming to be a replica writing as A's actor is refused outright...
+    let (s, c, _) = raw.error(Some(&token(&b).await), req.encode()).await;
+    assert_eq!((s, c.as_str()), (403, "actor_mismatch"));
+    // ...and so is each change written by A, pushed as B's own replica.
+    req.actor = serde_bytes::ByteBuf::from(
+        gridsync_core::document::actor_for(b.store.device())
+            .to_bytes()
+            .to_vec(),
+    );
     let (s, bytes) = raw.post(Some(&token(&b).await), req.encode()).await;
     assert_eq!(s, 200);
     let resp = SyncResponse::decode(&bytes).expect("response");

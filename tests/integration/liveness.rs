@@ -204,7 +204,7 @@ fn scalar(v: &Value) -> ScalarValue {
 }
 
 /// A case document written by a build one schema ahead of this one.
-fn future_case(creator: gridsync_proto::DeviceId, scope: &GridCode) -> Document {
+pub(crate) fn future_case(creator: gridsync_proto::DeviceId, scope: &GridCode) -> Document {
     let current =
         Document::create(DocId::new(), scope.clone(), creator, &sample_case()).expect("case");
     let mut am = AutoCommit::new().with_actor(gridsync_core::document::actor_for(creator));
@@ -227,7 +227,7 @@ fn future_case(creator: gridsync_proto::DeviceId, scope: &GridCode) -> Document 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_from_a_newer_schema_does_not_stop_the_pull_and_is_read_after_upgrade() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_upgraded().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("old-phone.db");
     let old = Store::open(&path).await.expect("store");
@@ -321,3 +321,156 @@ async fn a_document_from_a_newer_schema_does_not_stop_the_pull_and_is_read_after
 /// passes too, but making them costs ~100 s in a debug build (each list insert in Automerge
 /// costs more the longer the list), so the suite uses 12,000.
 const POINTS: usize = 12_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_one_store_both_edited_offline_end_with_every_edit_on_the_server() {
+    for same_identity in [false, true] {
+        two_copies(same_identity).await;
+    }
+}
+
+/// One store copied, both copies edited offline, both synced. `same_identity`: the copy cannot
+/// tell it is one (a snapshot restored in place), so the server's `actor_diverged` catches it;
+/// otherwise the copy notices at open and takes a fresh actor before it writes.
+async fn two_copies(same_identity: bool) {
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    let shared = a
+        .store
+        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
+        .await
+        .expect("household");
+    let only_a = a
+        .store
+        .create(code(GRID_A), &Household::new("2 号", Residence::Permanent))
+        .await
+        .expect("household");
+    a.sync().await;
+    let b = a.copy_as(&server, same_identity).await;
+    assert_eq!(
+        b.store.actor_id() == a.store.actor_id(),
+        same_identity,
+        "a copy that can tell takes a fresh actor at once"
+    );
+
+    // Both copies work offline, on the same household and on others.
+    let (va, vb) = (
+        gridsync_proto::RecordId::new(),
+        gridsync_proto::RecordId::new(),
+    );
+    a.store
+        .update::<Household>(shared, |h| {
+            h.visits.insert(va, sample_visit("周网格", 1));
+            h.address = "城南 1 幢 101".into();
+        })
+        .await
+        .expect("a edits");
+    a.store
+        .update::<Household>(only_a, |h| h.address = "城南 2 幢 202".into())
+        .await
+        .expect("a edits another");
+    b.store
+        .update::<Household>(shared, |h| {
+            h.visits.insert(vb, sample_visit("周网格", 2));
+            h.residence = Residence::Floating;
+        })
+        .await
+        .expect("b edits");
+    let only_b = b
+        .store
+        .create(code(GRID_A), &Household::new("3 号", Residence::Permanent))
+        .await
+        .expect("b creates");
+
+    a.sync().await;
+    // The second copy's changes reuse the actor's sequence numbers: refused as diverged, the
+    // copy rebases on the server's state under a fresh actor, and everything goes up.
+    let report = b.sync().await;
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_ne!(b.store.actor_id(), a.store.actor_id());
+    assert_eq!(
+        gridsync_core::document::device_of(&b.store.actor_id()),
+        Some(a.store.device()),
+        "the fresh actor is bound to the same device"
+    );
+    a.sync().await;
+
+    let (json, _) = server.record(shared).await.expect("shared household");
+    assert!(
+        json["visits"].get(va.to_string()).is_some(),
+        "a's visit: {json}"
+    );
+    assert!(
+        json["visits"].get(vb.to_string()).is_some(),
+        "b's visit: {json}"
+    );
+    assert_eq!(json["address"], "城南 1 幢 101");
+    assert_eq!(
+        json["residence"],
+        serde_json::to_value(Residence::Floating).expect("json")
+    );
+    server
+        .record(only_b)
+        .await
+        .expect("b's new household reached the server");
+    // The copy is not left stale on what the other copy wrote under the old actor.
+    let seen: Household = b.store.read(only_a).await.expect("only_a on b");
+    assert_eq!(seen.address, "城南 2 幢 202");
+    crate::harness::assert_converged(&server, &[&a, &b]).await;
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM superseded WHERE doc_id = $1")
+        .bind(shared.to_string())
+        .fetch_one(b.store.pool())
+        .await
+        .expect("superseded");
+    // What the copy held before the rebase is kept (only the disguised copy needed one).
+    assert_eq!(kept, i64::from(same_identity));
+    // And both copies keep syncing afterwards.
+    b.store
+        .update::<Household>(shared, |h| h.address = "城南 1 幢 102".into())
+        .await
+        .expect("b edits again");
+    b.sync().await;
+    a.sync().await;
+    let on_a: Household = a.store.read(shared).await.expect("shared on a");
+    assert_eq!(on_a.address, "城南 1 幢 102");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
+    // The server is not upgraded yet, but holds a newer case (written by an upgraded process
+    // of a mixed fleet); an upgraded phone edits it along with other work.
+    let server = TestServer::start().await;
+    let mut a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    a.upgrade().await;
+    let intake = server.storage.intake_device().await.expect("intake device");
+    let newer = future_case(intake, &code(GRID_A));
+    let case_id = newer.id();
+    server
+        .storage
+        .create_intake_case("hotline12345", "F-1", newer)
+        .await
+        .expect("store newer case");
+    a.sync().await;
+    a.store
+        .update::<gridsync_core::records::Case>(case_id, |c| c.description.push_str(" 补充"))
+        .await
+        .expect("edit the newer case");
+    let h = a
+        .store
+        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
+        .await
+        .expect("household");
+    let report = a.sync().await;
+    assert_eq!(
+        report
+            .rejected
+            .iter()
+            .map(|(d, c, _)| (d.clone(), c.clone()))
+            .collect::<Vec<_>>(),
+        vec![(case_id.to_string(), "unreadable_on_server".to_owned())]
+    );
+    server
+        .record(h)
+        .await
+        .expect("the rest of the push was stored");
+}

@@ -58,7 +58,12 @@ async fn a_pull_over_5000_large_changes_reads_only_the_bytes_it_sends() {
     loop {
         let pull = server
             .storage
-            .pull(&reader, &cursor, budget)
+            .pull(
+                &reader,
+                &gridsync_core::document::actor_for(reader.id),
+                &cursor,
+                budget,
+            )
             .await
             .expect("pull");
         pages += 1;
@@ -95,7 +100,12 @@ async fn a_pull_over_5000_large_changes_reads_only_the_bytes_it_sends() {
     };
     let first = server
         .storage
-        .pull(&reader, &Cursor::default(), tiny)
+        .pull(
+            &reader,
+            &gridsync_core::document::actor_for(reader.id),
+            &Cursor::default(),
+            tiny,
+        )
         .await
         .expect("pull");
     let sent: Vec<usize> = first
@@ -108,7 +118,12 @@ async fn a_pull_over_5000_large_changes_reads_only_the_bytes_it_sends() {
     assert!(first.bytes_loaded <= sent[0] + largest);
     let second = server
         .storage
-        .pull(&reader, &first.cursor, tiny)
+        .pull(
+            &reader,
+            &gridsync_core::document::actor_for(reader.id),
+            &first.cursor,
+            tiny,
+        )
         .await
         .expect("pull");
     assert_ne!(

@@ -202,7 +202,12 @@ async fn chain_hashes_missing_from_older_rows_are_filled_in_identically_on_open(
     };
     let issued = server
         .storage
-        .pull(&reader, &Cursor::default(), PullBudget::default())
+        .pull(
+            &reader,
+            &gridsync_core::document::actor_for(reader.id),
+            &Cursor::default(),
+            PullBudget::default(),
+        )
         .await
         .expect("pull")
         .cursor;
@@ -223,7 +228,12 @@ async fn chain_hashes_missing_from_older_rows_are_filled_in_identically_on_open(
     );
     let again = server
         .storage
-        .pull(&reader, &issued, PullBudget::default())
+        .pull(
+            &reader,
+            &gridsync_core::document::actor_for(reader.id),
+            &issued,
+            PullBudget::default(),
+        )
         .await
         .expect("pull");
     assert!(!again.reset, "the cursor's anchor still holds");
@@ -235,7 +245,12 @@ async fn chain_hashes_missing_from_older_rows_are_filled_in_identically_on_open(
     };
     let again = server
         .storage
-        .pull(&reader, &old, PullBudget::default())
+        .pull(
+            &reader,
+            &gridsync_core::document::actor_for(reader.id),
+            &old,
+            PullBudget::default(),
+        )
         .await
         .expect("pull");
     assert!(!again.reset && again.docs.is_empty());

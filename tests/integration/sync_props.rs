@@ -1,10 +1,14 @@
 //! Property: up to six devices (workers of two grids and a dispatcher) work through random
-//! offline/online schedules against a real server; after everyone reconnects, every replica
-//! equals the server's copy, nobody holds a document outside its scope, and no edit is lost.
-//! `GRIDSYNC_SOAK_CASES=N` runs a longer soak.
+//! offline/online schedules against a real server, while some record work the server refuses
+//! (outside their scope), stores get copied (a restored backup, a cloned phone: two replicas
+//! with one actor), and the server takes in documents of a newer schema that phones read only
+//! after they upgrade. After everyone upgrades and reconnects, every replica equals the
+//! server's copy, nobody holds a document outside its scope, no edit is lost, and whatever
+//! did not sync is set aside with its reason. `GRIDSYNC_SOAK_CASES=N` runs a longer soak.
 
 use gridsync_core::records::{Case, CaseSource, Household, Residence, Urgency, Visit};
 use gridsync_proto::{DocId, RecordId};
+use gridsync_server::Storage;
 use gridsync_server::auth::Role;
 use proptest::prelude::*;
 
@@ -35,26 +39,44 @@ enum Step {
     Sync {
         device: usize,
     },
+    /// Records a household outside the device's scope (the server refuses it).
+    Refused {
+        device: usize,
+    },
+    /// Copies a device's store into a new replica (same device, same actor).
+    Clone {
+        device: usize,
+    },
+    /// The server takes in a case of the next schema (a rolling upgrade).
+    FutureCase,
+    /// A device upgrades to a build that reads the next schema.
+    Upgrade {
+        device: usize,
+    },
 }
 
 fn step(devices: usize) -> impl Strategy<Value = Step> {
     let d = 0..devices;
     prop_oneof![
-        d.clone().prop_map(|device| Step::NewHousehold { device }),
-        (d.clone(), any::<usize>()).prop_map(|(device, pick)| Step::AddVisit { device, pick }),
-        (d.clone(), any::<usize>(), 0u8..3).prop_map(|(device, pick, value)| Step::SetAddress {
+        3 => d.clone().prop_map(|device| Step::NewHousehold { device }),
+        3 => (d.clone(), any::<usize>()).prop_map(|(device, pick)| Step::AddVisit { device, pick }),
+        3 => (d.clone(), any::<usize>(), 0u8..3).prop_map(|(device, pick, value)| Step::SetAddress {
             device,
             pick,
             value
         }),
-        d.clone().prop_map(|device| Step::NewCase { device }),
-        (d.clone(), any::<usize>(), 0u8..3).prop_map(|(device, pick, value)| Step::EditCase {
+        3 => d.clone().prop_map(|device| Step::NewCase { device }),
+        3 => (d.clone(), any::<usize>(), 0u8..3).prop_map(|(device, pick, value)| Step::EditCase {
             device,
             pick,
             value
         }),
-        d.clone().prop_map(|device| Step::Sync { device }),
-        d.prop_map(|device| Step::Sync { device }),
+        3 => d.clone().prop_map(|device| Step::Sync { device }),
+        3 => d.clone().prop_map(|device| Step::Sync { device }),
+        1 => d.clone().prop_map(|device| Step::Refused { device }),
+        1 => (0..devices + 2).prop_map(|device| Step::Clone { device }),
+        1 => Just(Step::FutureCase),
+        1 => (0..devices + 2).prop_map(|device| Step::Upgrade { device }),
     ]
 }
 
@@ -67,7 +89,7 @@ fn grid_of(device: usize) -> &'static str {
 }
 
 async fn run(devices: usize, steps: Vec<Step>) {
-    let server = TestServer::start().await;
+    let server = TestServer::start_upgraded().await;
     let mut phones = Vec::new();
     for i in 0..devices {
         // The last device of a group of 3+ is a dispatcher who sees the whole town.
@@ -80,8 +102,56 @@ async fn run(devices: usize, steps: Vec<Step>) {
     }
     let mut visits: Vec<(DocId, RecordId)> = Vec::new();
     let mut created: Vec<DocId> = Vec::new();
+    let mut refused: Vec<(usize, DocId)> = Vec::new();
+    let mut orders = 0;
     for s in steps {
+        // Steps name devices by number; copies made on the way take numbers after the rest.
+        let s = match s {
+            Step::Clone { device } => Step::Clone {
+                device: device % phones.len(),
+            },
+            Step::Upgrade { device } => Step::Upgrade {
+                device: device % phones.len(),
+            },
+            other => other,
+        };
         match s {
+            Step::Refused { device } => {
+                let elsewhere = if phones[device].scopes[0].as_str() == TOWN {
+                    "33010200201001002"
+                } else if grid_of(device) == GRID_A {
+                    GRID_B
+                } else {
+                    GRID_A
+                };
+                let id = phones[device]
+                    .store
+                    .create(
+                        code(elsewhere),
+                        &Household::new("别处", Residence::Permanent),
+                    )
+                    .await
+                    .expect("create elsewhere");
+                refused.push((device, id));
+            }
+            Step::Clone { device } => {
+                let copy = phones[device].copy(&server).await;
+                phones.push(copy);
+            }
+            Step::FutureCase => {
+                orders += 1;
+                let intake = server.storage.intake_device().await.expect("intake");
+                let doc = crate::liveness::future_case(intake, &code(GRID_A));
+                let (id, _) = server
+                    .storage
+                    .create_intake_case("hotline12345", &format!("F-{orders}"), doc)
+                    .await
+                    .expect("future case");
+                created.push(id);
+            }
+            Step::Upgrade { device } => {
+                phones[device].upgrade().await;
+            }
             Step::NewHousehold { device } => {
                 let scope = if phones[device].scopes[0].as_str() == TOWN {
                     GRID_A
@@ -200,8 +270,12 @@ async fn run(devices: usize, steps: Vec<Step>) {
             }
         }
     }
-    // Everyone reconnects; two rounds so every device sees everyone's last pushes.
-    for _ in 0..2 {
+    // Everyone upgrades and reconnects; three rounds so every device sees everyone's last
+    // pushes (a copy that finds its actor taken needs one more).
+    for p in &mut phones {
+        p.upgrade().await;
+    }
+    for _ in 0..3 {
         for p in &phones {
             p.sync().await;
         }
@@ -214,7 +288,24 @@ async fn run(devices: usize, steps: Vec<Step>) {
             "created document {id} lost"
         );
     }
-    for (hid, vid) in &visits {
+    for (device, id) in &refused {
+        assert!(
+            server.record(*id).await.is_none(),
+            "refused {id} was stored"
+        );
+        let aside = phones[*device].store.set_aside().await.expect("set aside");
+        assert!(
+            aside
+                .iter()
+                .any(|r| r.doc == *id && r.reason.starts_with("out_of_scope")),
+            "refused {id} is not kept and shown on its phone: {aside:?}"
+        );
+    }
+    // A visit to a refused household stays with it on the phone.
+    for (hid, vid) in visits
+        .iter()
+        .filter(|(h, _)| !refused.iter().any(|(_, r)| r == h))
+    {
         let (json, _) = server.record(*hid).await.expect("household");
         assert!(
             json["visits"].get(vid.to_string()).is_some(),

@@ -24,7 +24,12 @@ pub struct LocalServer {
 impl LocalServer {
     /// Opens `data_dir` and serves it with `config`.
     pub async fn start(data_dir: &Path, config: Config) -> Result<Self> {
-        let storage = SqliteStorage::open(data_dir).await?;
+        Self::start_reading(data_dir, config, gridsync_core::document::SCHEMA_VERSION).await
+    }
+
+    /// Like [`LocalServer::start`], for a server that reads documents up to schema `newest`.
+    pub async fn start_reading(data_dir: &Path, config: Config, newest: u32) -> Result<Self> {
+        let storage = SqliteStorage::open(data_dir).await?.reading_schema(newest);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let router = app(AppState::new(storage.clone(), config));

@@ -37,3 +37,14 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     /// Checks every field; an invalid record is never written.
     fn validate(&self) -> Result<(), ValidationErrors>;
 }
+
+/// The text fields of a document type's record (see [`Record::TEXT_FIELDS`]), for code that
+/// handles documents of any type.
+pub fn text_fields(doc_type: DocType) -> &'static [&'static str] {
+    match doc_type {
+        DocType::Grid => Grid::TEXT_FIELDS,
+        DocType::Household => Household::TEXT_FIELDS,
+        DocType::Inspection => Inspection::TEXT_FIELDS,
+        DocType::Case => Case::TEXT_FIELDS,
+    }
+}
