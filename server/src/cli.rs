@@ -97,6 +97,10 @@ enum DeviceCmd {
         /// The department a clerk's device belongs to (`D01`, ...), for `--role department`.
         #[arg(long)]
         department: Option<String>,
+        /// Only this device may use the code: how a revoked device (a phone found again)
+        /// enrolls again under its own id and delivers its unsynced work.
+        #[arg(long)]
+        device: Option<DeviceId>,
         /// Days before an unused code expires.
         #[arg(long, default_value_t = 7)]
         valid_days: i64,
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> Result<()> {
             role,
             grids,
             department,
+            device,
             valid_days,
         }) => {
             let scopes = parse_scopes(role, &grids)
@@ -207,6 +212,7 @@ async fn run(cli: Cli) -> Result<()> {
                     role,
                     &scopes,
                     department.as_deref(),
+                    device,
                     expires,
                 )
                 .await?;

@@ -177,6 +177,9 @@ impl ApiError {
             ApiError::BadCursor(_) => (StatusCode::BAD_REQUEST, "bad_cursor"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ApiError::Enroll(EnrollError::InvalidCode) => (StatusCode::BAD_REQUEST, "invalid_code"),
+            ApiError::Enroll(EnrollError::NeedsCodeForDevice(_)) => {
+                (StatusCode::CONFLICT, "code_for_device_required")
+            }
             ApiError::Enroll(EnrollError::AlreadyEnrolled(_)) => {
                 (StatusCode::CONFLICT, "already_enrolled")
             }
@@ -345,7 +348,9 @@ async fn sync<S: Storage>(
             device: device.id.to_string(),
         });
     }
-    if state.storage.actor_retired(&replica).await? {
+    // A version 1 phone cannot take a fresh actor: it keeps getting per-document refusals
+    // (as before protocol 2) rather than being shut out.
+    if req.version >= 2 && state.storage.actor_retired(&replica).await? {
         return Err(ApiError::ActorRetired(replica.to_hex_string()));
     }
     let cursor = Cursor::decode(&req.cursor).map_err(ApiError::BadCursor)?;

@@ -29,8 +29,8 @@ pub struct Rejection {
 
 /// The code for a push whose changes reuse sequence numbers the server already holds for the
 /// same actor with other content: a copy of the device's store (restored or cloned) wrote
-/// them. The phone takes a fresh actor and re-applies its edits (the server sends the document
-/// whole with this refusal).
+/// them. The phone takes a fresh actor, pulls again (receiving the other copy's changes) and
+/// re-applies its edits.
 pub const ACTOR_DIVERGED: &str = "actor_diverged";
 
 fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
@@ -397,7 +397,10 @@ fn merge_sync_message(
     let mut state = State::new();
     am.sync()
         .receive_sync_message(&mut state, message)
-        .map_err(|e| reject("bad_sync_message", e.to_string()))?;
+        .map_err(|e| match e {
+            e @ automerge::AutomergeError::DuplicateSeqNumber(..) => doc_error(DocError::from(e)),
+            e => reject("bad_sync_message", e.to_string()),
+        })?;
     let new_changes: Vec<Change> = am.get_changes(&before);
     check_new_changes(device, &new_changes)?;
     let reply = am

@@ -61,6 +61,12 @@ pub enum EnrollError {
     /// A device with this id is enrolled and active (a revoked one may enroll again).
     #[error("device {0} is already enrolled; revoke it first to enroll it again")]
     AlreadyEnrolled(DeviceId),
+    /// A revoked device may enroll again only with a code made for it.
+    #[error(
+        "device {0} was revoked; it enrolls again only with a code made for it \
+         (gridsync-server device enroll --device {0} ...)"
+    )]
+    NeedsCodeForDevice(DeviceId),
     /// The role, scopes and department do not fit together (see [`check_enrollment`]).
     #[error("enrollment: {0}")]
     Invalid(String),
@@ -333,7 +339,9 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         token_hash: &str,
     ) -> impl Future<Output = Result<Option<(Device, Option<i64>)>, StorageError>> + Send;
-    /// Records a one-time enrollment code; refuses a binding [`check_enrollment`] refuses.
+    /// Records a one-time enrollment code, optionally only for one device (needed to enroll
+    /// a revoked device again); refuses a binding [`check_enrollment`] refuses.
+    #[allow(clippy::too_many_arguments)]
     fn create_enrollment(
         &self,
         code_hash: &str,
@@ -341,6 +349,7 @@ pub trait Storage: Send + Sync + 'static {
         role: Role,
         scopes: &[GridCode],
         department: Option<&str>,
+        for_device: Option<DeviceId>,
         expires_at: i64,
     ) -> impl Future<Output = Result<(), EnrollError>> + Send;
     /// Redeems a code: binds the device id and stores the token's hash. A revoked device
@@ -884,24 +893,6 @@ impl Storage for SqliteStorage {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    if rejection.code == crate::merge::ACTOR_DIVERGED
-                        && let Some((mut doc, _)) =
-                            load_doc(&mut tx, push.doc, self.newest_schema).await?
-                    {
-                        // A copy of this store wrote other changes under the same actor: send
-                        // the document whole, so the phone can re-apply its edits on top of it
-                        // under a fresh actor.
-                        outcome.sync_replies.push(DocPull {
-                            doc: push.doc,
-                            changes: doc
-                                .changes_since(&[])
-                                .iter()
-                                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
-                                .collect(),
-                            heads: doc.heads().iter().map(|h| h.0).collect(),
-                            sync: None,
-                        });
-                    }
                     AckStatus::Rejected {
                         code: rejection.code.to_owned(),
                         message: rejection.message,
@@ -1200,12 +1191,13 @@ impl Storage for SqliteStorage {
         role: Role,
         scopes: &[GridCode],
         department: Option<&str>,
+        for_device: Option<DeviceId>,
         expires_at: i64,
     ) -> Result<(), EnrollError> {
         check_enrollment(role, scopes, department).map_err(EnrollError::Invalid)?;
         sqlx::query(
-            "INSERT INTO enrollments (code_hash, name, role, scopes, department, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO enrollments (code_hash, name, role, scopes, department, created_at, expires_at, for_device) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(code_hash)
         .bind(name)
@@ -1214,6 +1206,7 @@ impl Storage for SqliteStorage {
         .bind(department)
         .bind(now_ms())
         .bind(expires_at)
+        .bind(for_device.map(|d| d.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1229,7 +1222,7 @@ impl Storage for SqliteStorage {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let row = sqlx::query(
-            "SELECT name, role, scopes, department FROM enrollments \
+            "SELECT name, role, scopes, department, for_device FROM enrollments \
              WHERE code_hash = $1 AND used_by IS NULL AND expires_at > $2",
         )
         .bind(code_hash)
@@ -1241,6 +1234,14 @@ impl Storage for SqliteStorage {
         let role: String = row.try_get("role")?;
         let scopes: String = row.try_get("scopes")?;
         let department: Option<String> = row.try_get("department")?;
+        let for_device: Option<String> = row.try_get("for_device")?;
+        if for_device
+            .as_deref()
+            .is_some_and(|d| d != device.to_string().as_str())
+        {
+            // Someone else's code: indistinguishable from an unknown one.
+            return Err(EnrollError::InvalidCode);
+        }
         // A code made before enrollment checked its binding is checked now: fail closed.
         let parsed_role = Role::from_str(&role).map_err(EnrollError::Invalid)?;
         let parsed_scopes: Vec<GridCode> = scopes
@@ -1262,6 +1263,9 @@ impl Storage for SqliteStorage {
         if matches!(existing, Some(None)) || intake.as_deref() == Some(device.to_string().as_str())
         {
             return Err(EnrollError::AlreadyEnrolled(device));
+        }
+        if existing.is_some() && for_device.is_none() {
+            return Err(EnrollError::NeedsCodeForDevice(device));
         }
         sqlx::query("UPDATE enrollments SET used_by = $1, used_at = $2 WHERE code_hash = $3")
             .bind(device.to_string())

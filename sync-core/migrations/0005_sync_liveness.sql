@@ -2,12 +2,8 @@
 -- the rest from syncing.
 --   retry_at:  a refused document is set aside until then (ms), retried with backoff.
 --   attempts:  how many times in a row the server refused it (drives the backoff).
---   diverged:  the server holds other changes under this store's actor for this document (a
---              copied or restored store); it is rebased on the server's state before it is
---              pushed again.
 ALTER TABLE doc_sync ADD COLUMN retry_at INTEGER;
 ALTER TABLE doc_sync ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE doc_sync ADD COLUMN diverged INTEGER NOT NULL DEFAULT 0;
 
 -- Pulled documents this build could not read (a newer schema, an unknown value, a projection
 -- error). Their changes are kept as bytes, shown, and applied once a build can read them; the

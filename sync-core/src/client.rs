@@ -203,8 +203,12 @@ impl SyncClient {
                 }
                 other => other?,
             };
-            let cursor_after = store.meta("sync_cursor").await?.unwrap_or_default();
+            let cursor_after = store
+                .meta(crate::store::CURSOR_KEY)
+                .await?
+                .unwrap_or_default();
             let progressed = round.acked > 0
+                || round.cleaned > 0
                 || round.pulled_changes > 0
                 || !round.rejected.is_empty()
                 || !round.quarantined.is_empty()

@@ -322,20 +322,13 @@ impl Document {
         Ok(self.doc.commit())
     }
 
-    /// Re-applies the edits that turned `base` into `mine` (two states of this record on
-    /// another copy) on top of this document's current state, as one change by the current
-    /// actor. Used when a copied store's unsynced changes cannot be merged as they are: what
-    /// the copy changed wins field by field; what it left alone keeps this document's value;
-    /// entries it added or removed in maps are added or removed; a list it only appended to
-    /// keeps both sides' appends. Returns the change, or `None` when nothing differs.
-    pub fn reapply_edits(
-        &mut self,
-        base: &Json,
-        mine: &Json,
-    ) -> Result<Option<ChangeHash>, DocError> {
+    /// Writes the record so that it reads as `target` (record JSON of this document type),
+    /// touching only what differs, as one change by the current actor. Used to re-apply a
+    /// diverged copy's edits under a fresh actor. Returns the change, or `None` when nothing
+    /// differs.
+    pub fn write_record_json(&mut self, target: &Json) -> Result<Option<ChangeHash>, DocError> {
         let current = self.record_json();
-        let target = three_way(base, mine, &current);
-        if target == current {
+        if *target == current {
             return Ok(None);
         }
         let record = self.record_obj()?;
@@ -344,7 +337,7 @@ impl Document {
             &mut self.doc,
             &record,
             &current,
-            &target,
+            target,
             fields,
             &mut Vec::new(),
         );
@@ -514,53 +507,6 @@ impl Document {
         let actor = self.doc.get_actor().clone();
         self.doc = restored.with_actor(actor);
         Err(DocError::HeaderChanged(self.header.id))
-    }
-}
-
-/// `theirs` with the edits from `base` to `mine` laid over it (see
-/// [`Document::reapply_edits`]).
-fn three_way(base: &Json, mine: &Json, theirs: &Json) -> Json {
-    if mine == base {
-        return theirs.clone();
-    }
-    match (base, mine, theirs) {
-        (Json::Object(b), Json::Object(m), Json::Object(t)) => {
-            let mut out = t.clone();
-            let empty = Json::Object(Map::new());
-            for (k, mv) in m {
-                match b.get(k) {
-                    Some(bv) if bv == mv => {}
-                    Some(bv) => {
-                        let tv = t.get(k).unwrap_or(&Json::Null);
-                        out.insert(k.clone(), three_way(bv, mv, tv));
-                    }
-                    None => {
-                        let merged = match t.get(k) {
-                            Some(tv) if tv.is_object() && mv.is_object() => {
-                                three_way(&empty, mv, tv)
-                            }
-                            _ => mv.clone(),
-                        };
-                        out.insert(k.clone(), merged);
-                    }
-                }
-            }
-            for k in b.keys() {
-                if !m.contains_key(k) {
-                    out.remove(k);
-                }
-            }
-            Json::Object(out)
-        }
-        (Json::Array(b), Json::Array(m), Json::Array(t))
-            if m.starts_with(b) && t.starts_with(b) =>
-        {
-            // Both only appended (a track, a log): keep theirs, then mine after them.
-            let mut out = t.clone();
-            out.extend(m[b.len()..].iter().cloned());
-            Json::Array(out)
-        }
-        _ => mine.clone(),
     }
 }
 

@@ -30,6 +30,9 @@ use gridsync_proto::RecordId;
 use crate::records::{Case, Record};
 use crate::workflow::{Action, Actor, CaseState, Role, WorkflowError, act, derive};
 
+/// The `meta` key of the sync cursor (the server's opaque position for this replica).
+pub(crate) const CURSOR_KEY: &str = "sync_cursor";
+
 /// How many change chunks a document may gather before the next write compacts it.
 pub const COMPACT_AFTER: i64 = 32;
 
@@ -246,7 +249,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         if recorded.is_some() {
             self.take_fresh_actor(&mut tx).await?;
-            sqlx::query("UPDATE meta SET value = '' WHERE key = 'sync_cursor'")
+            sqlx::query("UPDATE meta SET value = '' WHERE key = $1")
+                .bind(CURSOR_KEY)
                 .execute(&mut *tx)
                 .await?;
             tracing::warn!(store = %path.display(), "this store is a copy: took a fresh actor");
@@ -729,6 +733,24 @@ impl Store {
             .collect()
     }
 
+    /// Local copies replaced by a rebase (a copy of this store had written under the same
+    /// actor), newest first: `(document, when, why)`. Their bytes stay in the store.
+    pub async fn superseded(&self) -> Result<Vec<(DocId, i64, String)>, StoreError> {
+        let rows: Vec<(String, i64, String)> =
+            sqlx::query_as("SELECT doc_id, at, reason FROM superseded ORDER BY at DESC, doc_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, at, why)| {
+                Ok((
+                    DocId::from_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    at,
+                    why,
+                ))
+            })
+            .collect()
+    }
+
     /// Documents the server refused, with its reason.
     pub async fn rejections(&self) -> Result<Vec<(DocId, String)>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -795,13 +817,15 @@ impl Store {
     }
 }
 
-/// The identity of the file at `path` on its file system (device and inode): a copy of the
-/// file has another.
+/// The identity of the file at `path`: its inode, which a copy of the file does not share.
+/// (Not the device number: on phones it can change across OS updates for the same file.) A
+/// file moved to another file system also gets a new one; the cost of that false alarm is
+/// one fresh actor and one full pull.
 #[cfg(unix)]
 fn file_identity(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some(format!("{}:{}", m.dev(), m.ino()))
+    Some(format!("ino:{}", m.ino()))
 }
 
 /// Elsewhere copies are caught by the server instead (`actor_diverged`).

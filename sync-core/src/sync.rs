@@ -62,6 +62,10 @@ pub enum SyncError {
     /// The server's answer does not make sense (bad change bytes, wrong version).
     #[error("bad response from the server: {0}")]
     BadResponse(String),
+    /// Pulled changes reuse this store's actor and sequence numbers with other content: a
+    /// copy of this store wrote them.
+    #[error("document {0}: a copy of this store wrote other changes under the same actor")]
+    Diverged(DocId),
 }
 
 impl From<sqlx::Error> for SyncError {
@@ -77,6 +81,8 @@ pub struct Outbox {
     pushed: Vec<(DocId, Vec<Hash>, bool)>,
     // Dirty documents were left for the next request (batch limits).
     truncated: bool,
+    // Dirty documents found to hold nothing of this device's, and cleared.
+    cleaned: usize,
 }
 
 impl Outbox {
@@ -106,6 +112,8 @@ pub struct RoundReport {
     pub quarantined: Vec<(DocId, String)>,
     /// Another round is needed (more to pull, more to push, or a fallback sync under way).
     pub more: bool,
+    /// Dirty documents the request found nothing to send for, and marked clean.
+    pub cleaned: usize,
 }
 
 /// One sync session of a device: holds Automerge sync-protocol states for documents that fell
@@ -122,7 +130,7 @@ pub struct SyncSession {
     took_fresh_actor: bool,
 }
 
-const CURSOR_KEY: &str = "sync_cursor";
+use crate::store::CURSOR_KEY;
 
 fn heads_bytes(heads: &[Hash]) -> Vec<u8> {
     heads.iter().flatten().copied().collect()
@@ -261,7 +269,8 @@ async fn is_quarantined(conn: &mut SqliteConnection, id: DocId) -> Result<bool, 
     )
 }
 
-/// Keeps pulled changes of a document this build cannot read (appending to what is kept).
+/// Keeps pulled changes of a document this build cannot read, each once (a pull from the
+/// start brings them again), with the latest reason when there is one.
 async fn add_to_quarantine(
     conn: &mut SqliteConnection,
     id: DocId,
@@ -269,39 +278,29 @@ async fn add_to_quarantine(
     reason: Option<&str>,
     reader: &str,
 ) -> Result<(), SyncError> {
-    let now = now_ms();
     sqlx::query(
         "INSERT INTO quarantine (doc_id, reason, reader, first_at, last_at) \
-         VALUES ($1, $2, $3, $4, $4) \
-         ON CONFLICT (doc_id) DO UPDATE SET last_at = excluded.last_at",
+         VALUES ($1, COALESCE($2, 'unreadable'), $3, $4, $4) \
+         ON CONFLICT (doc_id) DO UPDATE SET last_at = excluded.last_at, \
+         reason = COALESCE($2, quarantine.reason), \
+         reader = CASE WHEN $2 IS NULL THEN quarantine.reader ELSE excluded.reader END",
     )
     .bind(id.to_string())
-    .bind(reason.unwrap_or("unreadable"))
+    .bind(reason)
     .bind(reader)
-    .bind(now)
+    .bind(now_ms())
     .execute(&mut *conn)
     .await?;
-    if let Some(reason) = reason {
-        sqlx::query("UPDATE quarantine SET reason = $1, reader = $2 WHERE doc_id = $3")
-            .bind(reason)
-            .bind(reader)
-            .bind(id.to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    let mut n: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(n), 0) FROM quarantine_changes WHERE doc_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *conn)
-            .await?;
     for c in changes {
-        n += 1;
-        sqlx::query("INSERT INTO quarantine_changes (doc_id, n, bytes) VALUES ($1, $2, $3)")
-            .bind(id.to_string())
-            .bind(n)
-            .bind(c.as_ref())
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO quarantine_changes (doc_id, n, bytes) \
+             SELECT $1, (SELECT COALESCE(MAX(n), 0) + 1 FROM quarantine_changes WHERE doc_id = $1), $2 \
+             WHERE NOT EXISTS (SELECT 1 FROM quarantine_changes WHERE doc_id = $1 AND bytes = $2)",
+        )
+        .bind(id.to_string())
+        .bind(c.as_ref())
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -341,7 +340,7 @@ impl SyncSession {
             .unwrap_or_default();
         let now = now_ms();
         let dirty: Vec<(String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT doc_id, synced_heads, need_sync FROM doc_sync WHERE dirty = 1 AND diverged = 0 \
+            "SELECT doc_id, synced_heads, need_sync FROM doc_sync WHERE dirty = 1 \
              AND (retry_at IS NULL OR retry_at <= $1 OR retry_at > $2) \
              ORDER BY rejected IS NOT NULL, doc_id LIMIT $3",
         )
@@ -390,6 +389,7 @@ impl SyncSession {
                 // Nothing of ours is missing on the server (e.g. only pulled changes): clean,
                 // unless a local edit landed since we looked (checked again under the lock).
                 self.clear_if_clean(id, device).await?;
+                outbox.cleaned += 1;
                 continue;
             }
             let slice = take_slice(&changes, MAX_PUSH_BYTES - bytes, bytes == 0);
@@ -456,11 +456,11 @@ impl SyncSession {
         refuse(&mut conn, id, reason).await
     }
 
-    /// Documents eligible for the next request (dirty, not set aside, not diverged).
+    /// Documents eligible for the next request (dirty and not set aside).
     async fn due_count(&self) -> Result<i64, SyncError> {
         let now = now_ms();
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM doc_sync WHERE dirty = 1 AND diverged = 0 \
+            "SELECT COUNT(*) FROM doc_sync WHERE dirty = 1 \
              AND (retry_at IS NULL OR retry_at <= $1 OR retry_at > $2)",
         )
         .bind(now)
@@ -488,12 +488,16 @@ impl SyncSession {
         let device = self.store.device();
         let mut report = RoundReport {
             more: resp.more,
+            cleaned: outbox.cleaned,
             ..RoundReport::default()
         };
         if resp.docs.is_empty() && resp.acks.is_empty() && !resp.reset {
             // A no-op round: write nothing unless the cursor moved (saves an fsync per poll).
             let stored = self.store.meta(CURSOR_KEY).await?;
             if stored.as_deref() == Some(hex::encode(&resp.cursor).as_str()) {
+                if !report.more && outbox.truncated {
+                    report.more = self.due_count().await? > 0;
+                }
                 return Ok(report);
             }
         }
@@ -517,6 +521,20 @@ impl SyncSession {
             match Box::pin(self.apply_pull(&mut sp, pull, device)).await {
                 Ok(()) => sp.commit().await?,
                 Err(e) if is_local_failure(&e) => return Err(e),
+                Err(SyncError::Diverged(id)) => {
+                    // Seen inside a sync-protocol exchange: handled like the server's
+                    // `actor_diverged` (set aside, fresh actor, pull from the start, rebase).
+                    sp.rollback().await?;
+                    self.fallback.remove(&id);
+                    self.diverged(
+                        &mut tx,
+                        id,
+                        "actor_diverged: a copy of this store wrote \
+                        other changes under the same actor",
+                    )
+                    .await?;
+                    report.more = true;
+                }
                 Err(e) => {
                     sp.rollback().await?;
                     tracing::warn!(doc = %pull.doc, error = %e, "pulled document quarantined");
@@ -572,11 +590,11 @@ impl SyncSession {
                         .await?;
                     report.more = true;
                 }
-                AckStatus::Rejected { code, .. }
-                    if code == ACTOR_DIVERGED && self.rebased.contains(&ack.doc) =>
-                {
-                    // Already rebased on the whole document the server sent with this refusal:
-                    // the re-applied edits go in the next round.
+                AckStatus::Rejected { code, message } if code == ACTOR_DIVERGED => {
+                    if !self.rebased.contains(&ack.doc) {
+                        self.diverged(&mut tx, ack.doc, &format!("{code}: {message}"))
+                            .await?;
+                    }
                     report.more = true;
                 }
                 AckStatus::Rejected { code, message } => {
@@ -603,6 +621,8 @@ impl SyncSession {
         }
         // After taking a fresh actor, pull everything again: changes a copy of this store wrote
         // under the old actor were left out of earlier pulls as "ours", and they are not.
+        // A rebased document has the re-applied edits to push.
+        report.more |= !self.rebased.is_empty();
         let cursor = if self.took_fresh_actor {
             report.more = true;
             Vec::new()
@@ -625,6 +645,28 @@ impl SyncSession {
             report.more = self.due_count().await? > 0;
         }
         Ok(report)
+    }
+
+    /// A copy of this store wrote other changes under its actor into `id`: set the document
+    /// aside, continue under a fresh actor and pull again from the start. The copy's changes
+    /// (left out of earlier pulls as this replica's own) then arrive, and the document is
+    /// rebased on them (which makes it due again).
+    async fn diverged(
+        &mut self,
+        tx: &mut SqliteConnection,
+        id: DocId,
+        reason: &str,
+    ) -> Result<(), SyncError> {
+        refuse(tx, id, reason).await?;
+        sqlx::query("UPDATE doc_sync SET need_sync = 0 WHERE doc_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if !self.took_fresh_actor {
+            self.store.take_fresh_actor(tx).await?;
+            self.took_fresh_actor = true;
+        }
+        Ok(())
     }
 
     /// Applies one pulled document: its changes, a sync-protocol message, the server's heads.
@@ -754,16 +796,14 @@ impl SyncSession {
         match Box::pin(self.apply_pull(&mut sp, &pull, device)).await {
             Ok(()) => {
                 sp.commit().await?;
-                for table in ["quarantine_changes", "quarantine"] {
-                    sqlx::query(if table == "quarantine" {
-                        "DELETE FROM quarantine WHERE doc_id = $1"
-                    } else {
-                        "DELETE FROM quarantine_changes WHERE doc_id = $1"
-                    })
+                sqlx::query("DELETE FROM quarantine_changes WHERE doc_id = $1")
                     .bind(id.to_string())
                     .execute(&mut **tx)
                     .await?;
-                }
+                sqlx::query("DELETE FROM quarantine WHERE doc_id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
                 tracing::info!(doc = %id, "quarantined document applied");
                 Ok(true)
             }
@@ -854,26 +894,31 @@ impl SyncSession {
         let mut base_am = AutoCommit::new();
         base_am.apply_changes(kept).map_err(DocError::from)?;
         let base = Document::from_automerge_upto(base_am, self.store.newest_schema())?;
-        let base_json = base.record_json();
-        let mine_json = local.record_json();
-        let mut merged = base;
-        merged.apply_changes(pulled)?;
+        let mine = local.record_json();
         if self.store.actor_id() == collided {
             self.store.take_fresh_actor(tx).await?;
             self.took_fresh_actor = true;
         }
-        merged.automerge().set_actor(self.store.actor_id());
-        let server_state = merged.heads();
-        // Re-apply on a copy: if the result would not be a readable record, keep the server's
-        // state (the old copy stays in `superseded` for a person to look at).
-        let mut attempt = merged.clone();
-        let reapplied = match attempt.reapply_edits(&base_json, &mine_json) {
-            Ok(change) if crate::projection::project(&attempt).is_ok() => change.is_some(),
-            Ok(_) | Err(_) => false,
+        // The server's state: what this copy shares with the server, and what was pulled.
+        let mut server_doc = base.clone();
+        server_doc.apply_changes(pulled.clone())?;
+        let server_state = server_doc.heads();
+        // The copy's edits, written again under the fresh actor on the state they were made
+        // on, then merged with the pulled changes: they stay concurrent with what the other
+        // copy wrote, so Automerge merges them as it would any two phones' work (text merges,
+        // a field both set shows as a conflict for a person to settle). If the result would
+        // not read as a record, the server's state is kept (the old copy stays in
+        // `superseded` for a person to look at).
+        let mut attempt = base;
+        attempt.automerge().set_actor(self.store.actor_id());
+        let reapplied = match attempt.write_record_json(&mine) {
+            Ok(Some(_)) => {
+                attempt.apply_changes(pulled)?;
+                crate::projection::project(&attempt).is_ok()
+            }
+            Ok(None) | Err(_) => false,
         };
-        if reapplied {
-            merged = attempt;
-        }
+        let mut merged = if reapplied { attempt } else { server_doc };
         tracing::warn!(doc = %id, reapplied, "diverged copy rebased on the server's state");
         sqlx::query("INSERT INTO superseded (doc_id, at, reason, bytes) VALUES ($1, $2, $3, $4)")
             .bind(id.to_string())
@@ -908,6 +953,13 @@ impl SyncSession {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
+        if !merged.automerge().get_missing_deps(&[]).is_empty() {
+            // Pulled changes whose dependencies this phone lacks: fetch them by the protocol.
+            sqlx::query("UPDATE doc_sync SET need_sync = 1, dirty = 1 WHERE doc_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         self.rebased.insert(id);
         Ok(merged)
     }
@@ -938,7 +990,12 @@ impl SyncSession {
                 let mut am = doc.automerge().clone();
                 am.sync()
                     .receive_sync_message(state, msg)
-                    .map_err(|e| SyncError::BadResponse(e.to_string()))?;
+                    .map_err(|e| match e {
+                        automerge::AutomergeError::DuplicateSeqNumber(..) => {
+                            SyncError::Diverged(id)
+                        }
+                        e => SyncError::BadResponse(e.to_string()),
+                    })?;
                 let added = am.get_changes(&doc.heads());
                 if !added.is_empty() {
                     doc.apply_changes(added)?;

@@ -63,6 +63,7 @@ async fn server_sigkilled_during_a_sync_storm_loses_nothing_it_acknowledged() {
                 Role::Worker,
                 &[code(GRID_A)],
                 None,
+                None,
                 i64::MAX,
             )
             .await

@@ -70,6 +70,21 @@ impl TestServer {
             .expect("enrollment")
     }
 
+    /// An enrollment code only `device` may use (how a revoked device enrolls again).
+    pub async fn enrollment_for(
+        &self,
+        name: &str,
+        role: Role,
+        scopes: &[&str],
+        device: Option<gridsync_proto::DeviceId>,
+    ) -> String {
+        let scopes: Vec<GridCode> = scopes.iter().map(|s| code(s)).collect();
+        self.inner
+            .enrollment_for(name, role, &scopes, None, device)
+            .await
+            .expect("enrollment")
+    }
+
     /// An enrollment code for a department clerk's device.
     pub async fn enrollment_in(
         &self,
@@ -166,7 +181,7 @@ impl Phone {
                 .await
                 .expect("open the copy raw");
             sqlx::query("UPDATE meta SET value = $1 WHERE key = 'file_identity'")
-                .bind(format!("{}:{}", m.dev(), m.ino()))
+                .bind(format!("ino:{}", m.ino()))
                 .execute(&copy)
                 .await
                 .expect("disguise the copy");

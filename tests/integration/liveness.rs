@@ -474,3 +474,116 @@ async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
         .await
         .expect("the rest of the push was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit() {
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    let h = a
+        .store
+        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
+        .await
+        .expect("household");
+    a.sync().await;
+    let b = a.copy_as(&server, true).await;
+    let (va, vb) = (
+        gridsync_proto::RecordId::new(),
+        gridsync_proto::RecordId::new(),
+    );
+    a.store
+        .update::<Household>(h, |x| {
+            x.visits.insert(va, sample_visit("周网格", 1));
+        })
+        .await
+        .expect("a visits");
+    b.store
+        .update::<Household>(h, |x| {
+            x.visits.insert(vb, sample_visit("周网格", 2));
+        })
+        .await
+        .expect("b visits");
+    a.sync().await;
+    // The copy's document is in the sync-protocol fallback (as after a pull that lacked a
+    // dependency): its changes go up inside a sync message, not as a batch.
+    sqlx::query("UPDATE doc_sync SET need_sync = 1 WHERE doc_id = $1")
+        .bind(h.to_string())
+        .execute(b.store.pool())
+        .await
+        .expect("fallback");
+    b.sync().await;
+    a.sync().await;
+    let (json, _) = server.record(h).await.expect("household");
+    assert!(json["visits"].get(va.to_string()).is_some(), "{json}");
+    assert!(json["visits"].get(vb.to_string()).is_some(), "{json}");
+    crate::harness::assert_converged(&server, &[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_phone_is_not_shut_out_when_its_actor_is_retired() {
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    let h = a
+        .store
+        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
+        .await
+        .expect("household");
+    a.sync().await;
+    let b = a.copy_as(&server, true).await;
+    for (p, n) in [(&a, 1), (&b, 2)] {
+        p.store
+            .update::<Household>(h, |x| {
+                x.visits
+                    .insert(gridsync_proto::RecordId::new(), sample_visit("周网格", n));
+            })
+            .await
+            .expect("visit");
+    }
+    // Both copies speak protocol 1 (an old app): no actor in the request.
+    let token = a
+        .store
+        .meta("device_token")
+        .await
+        .expect("meta")
+        .expect("token");
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for p in [&a, &b, &a] {
+        let (req, _) = gridsync_core::sync::SyncSession::new(p.store.clone())
+            .build_request()
+            .await
+            .expect("request");
+        let mut v1 = gridsync_proto::SyncRequest {
+            version: 1,
+            actor: serde_bytes::ByteBuf::new(),
+            ..req
+        }
+        .encode();
+        assert_eq!(
+            v1.pop(),
+            Some(0),
+            "an empty actor is one zero byte at the end"
+        );
+        let resp = http
+            .post(format!("{}/v1/sync", server.url))
+            .bearer_auth(&token)
+            .header("content-type", gridsync_proto::CONTENT_TYPE)
+            .body(v1)
+            .send()
+            .await
+            .expect("send");
+        statuses.push(resp.status().as_u16());
+        if resp.status().is_success() {
+            let body = resp.bytes().await.expect("body");
+            let decoded = gridsync_proto::SyncResponse::decode(&body).expect("response");
+            assert_eq!(decoded.version, 1, "answered in the version asked in");
+        }
+    }
+    // The copy's push retired the actor; a version 1 phone still syncs (it cannot take a fresh
+    // actor, so it is not told to).
+    assert_eq!(statuses, vec![200, 200, 200]);
+    let retired: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM retired_actors")
+        .fetch_one(server.storage.pool())
+        .await
+        .expect("retired");
+    assert_eq!(retired, 1);
+}

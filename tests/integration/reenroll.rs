@@ -52,9 +52,33 @@ async fn a_revoked_phone_enrolls_again_and_its_offline_visit_arrives_under_its_i
         "the visit waits on the phone"
     );
 
-    // A new code re-enrolls the same store; its binding (name) is the new code's.
+    // Any fresh code cannot claim the revoked id (it would write under the phone's name)...
+    let plain = server.enrollment("冒领", Role::Worker, &[GRID_A]).await;
+    let e = phone
+        .client
+        .enroll(&phone.store, &plain)
+        .await
+        .expect_err("a plain code does not re-enroll a revoked device");
+    assert_eq!(refusal(e), (409, "code_for_device_required".to_owned()));
+    // ...nor a code made for another device.
+    let other = server
+        .enrollment_for(
+            "别的手机",
+            Role::Worker,
+            &[GRID_A],
+            Some(gridsync_proto::DeviceId::new()),
+        )
+        .await;
+    let e = phone
+        .client
+        .enroll(&phone.store, &other)
+        .await
+        .expect_err("another device's code");
+    assert_eq!(refusal(e), (400, "invalid_code".to_owned()));
+    // A code made for this device re-enrolls the same store; its binding (name) is the new
+    // code's.
     let code2 = server
-        .enrollment("周网格 (新卡)", Role::Worker, &[GRID_A])
+        .enrollment_for("周网格 (新卡)", Role::Worker, &[GRID_A], Some(device))
         .await;
     let resp = phone
         .client
@@ -124,6 +148,7 @@ async fn a_clerk_without_a_department_or_below_a_town_is_never_enrolled() {
                 Role::Department,
                 scopes,
                 dept,
+                None,
                 i64::MAX,
             )
             .await;

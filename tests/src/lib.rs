@@ -52,6 +52,20 @@ impl LocalServer {
         scopes: &[GridCode],
         department: Option<&str>,
     ) -> Result<String> {
+        self.enrollment_for(name, role, scopes, department, None)
+            .await
+    }
+
+    /// An enrollment code only `device` may use (`device enroll --device ID`): how a revoked
+    /// device enrolls again.
+    pub async fn enrollment_for(
+        &self,
+        name: &str,
+        role: Role,
+        scopes: &[GridCode],
+        department: Option<&str>,
+        device: Option<gridsync_proto::DeviceId>,
+    ) -> Result<String> {
         let code = new_enrollment_code();
         self.storage
             .create_enrollment(
@@ -60,6 +74,7 @@ impl LocalServer {
                 role,
                 scopes,
                 department,
+                device,
                 i64::MAX,
             )
             .await?;

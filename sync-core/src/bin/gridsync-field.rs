@@ -706,6 +706,7 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             let unsynced = store.unsynced_count().await?;
             let set_aside = store.set_aside().await?;
             let quarantined = store.quarantined().await?;
+            let superseded = store.superseded().await?;
             let server = store.meta("server_url").await?;
             out.print(
                 &json!({
@@ -713,6 +714,7 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                     "rejected": set_aside.iter().map(|r| (r.doc, r.reason.clone())).collect::<Vec<_>>(),
                     "set_aside": set_aside,
                     "quarantined": quarantined,
+                    "superseded": superseded,
                     "server": server,
                 }),
                 || {
@@ -730,6 +732,12 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                                 "after {} (or now with `sync --retry-refused`)",
                                 fmt_time(at)
                             ))
+                        );
+                    }
+                    for (doc, at, why) in &superseded {
+                        s += &format!(
+                            "\n↺ {doc}: this phone's copy was rebased at {} ({why}); the old copy is kept",
+                            fmt_time(*at)
                         );
                     }
                     for q in &quarantined {
