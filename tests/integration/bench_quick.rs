@@ -27,6 +27,8 @@ fn bench_quick_runs_every_scenario() {
         "perdoc_sync_round_trips",
         "perdoc_sync_wire_bytes",
         "perdoc_noop_sync_bytes",
+        "backlog_sync_ms",
+        "backlog_pull_ms",
     ] {
         assert!(metrics[key].is_number(), "metric {key} missing: {metrics}");
     }
@@ -35,6 +37,8 @@ fn bench_quick_runs_every_scenario() {
     // Results (not times): the batched protocol's shape holds even at quick sizes.
     assert_eq!(n("noop_sync_round_trips"), 1.0);
     assert_eq!(n("day_sync_round_trips"), 1.0);
+    // A backlog larger than one request goes in several (and arrives whole: checked inside).
+    assert!(n("backlog_sync_round_trips") >= 2.0);
     assert!(n("noop_sync_request_bytes") + n("noop_sync_response_bytes") <= 512.0);
     assert!(
         n("perdoc_noop_sync_bytes") > n("noop_sync_request_bytes") + n("noop_sync_response_bytes")

@@ -116,6 +116,9 @@ pub async fn run(quick: bool) -> Result<Value> {
     sync_scenarios(quick, &mut out)
         .await
         .context("sync scenarios")?;
+    backlog_scenario(quick, &mut out)
+        .await
+        .context("backlog scenario")?;
     Ok(Value::Object(out))
 }
 
@@ -407,5 +410,91 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
         json!(day.bytes_sent + day.bytes_received),
     );
     out.insert("day_sync_raw_change_bytes".into(), json!(raw));
+    Ok(())
+}
+
+/// A long patrol recorded offline, one change per GPS fix (30,000; 6,000 in quick mode, still
+/// more than one request's slice): how long its sync takes in slices and how many round trips,
+/// and another phone's pull of it. Checks every point arrived.
+pub async fn backlog_scenario(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT, ReadDoc};
+    use gridsync_core::client::RetryPolicy;
+    use gridsync_core::records::Inspection;
+    use gridsync_server::auth::Role;
+
+    let points: usize = if quick { 6_000 } else { 30_000 };
+    let dir = tempfile::tempdir()?;
+    let server = crate::LocalServer::start(
+        &dir.path().join("server"),
+        gridsync_server::Config::default(),
+    )
+    .await?;
+    let retry = RetryPolicy::default();
+    let (a, client_a) = server
+        .phone(
+            &dir.path().join("a.db"),
+            "周网格",
+            Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+    let (b, client_b) = server
+        .phone(
+            &dir.path().join("b.db"),
+            "吴网格",
+            Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+    let patrol = Inspection {
+        worker: "周网格".into(),
+        started_at: 1_760_000_000_000,
+        ended_at: None,
+        track: Vec::new(),
+        checkpoints: Default::default(),
+        findings: Default::default(),
+        photos: Default::default(),
+    };
+    let mut doc =
+        gridsync_core::Document::create(gridsync_proto::DocId::new(), grid(), a.device(), &patrol)?;
+    let start = Instant::now();
+    {
+        let am = doc.automerge();
+        let Some((automerge::Value::Object(ObjType::Map), record)) = am.get(ROOT, "record")? else {
+            anyhow::bail!("the patrol has no record map");
+        };
+        let Some((automerge::Value::Object(ObjType::List), track)) = am.get(&record, "track")?
+        else {
+            anyhow::bail!("the patrol has no track list");
+        };
+        for i in 0..points {
+            let p = am.insert_object(&track, i, ObjType::Map)?;
+            am.put(&p, "at", 1_760_000_000_000 + i as i64)?;
+            am.put(&p, "lat", 30.25 + (i as f64) * 1e-6)?;
+            am.put(&p, "lon", 120.15)?;
+            am.commit();
+        }
+    }
+    out.insert("backlog_record_ms".into(), json!(ms(start)));
+    a.merge_bytes(&doc.save()).await?;
+    let start = Instant::now();
+    let up = client_a.sync(&a, 20).await?;
+    out.insert("backlog_changes".into(), json!(points + 1));
+    out.insert("backlog_sync_ms".into(), json!(ms(start)));
+    out.insert("backlog_sync_round_trips".into(), json!(up.round_trips));
+    out.insert("backlog_sync_bytes_up".into(), json!(up.bytes_sent));
+    let start = Instant::now();
+    let down = client_b.sync(&b, 20).await?;
+    out.insert("backlog_pull_ms".into(), json!(ms(start)));
+    out.insert("backlog_pull_round_trips".into(), json!(down.round_trips));
+    let copy: Inspection = b.read(doc.id()).await?;
+    ensure!(
+        copy.track.len() == points && a.unsynced_count().await? == 0,
+        "the patrol did not arrive whole: {} of {points} points",
+        copy.track.len()
+    );
     Ok(())
 }
