@@ -910,18 +910,7 @@ pub(crate) async fn append_chunk(
     if chunk_count + 1 > COMPACT_AFTER {
         // The new snapshot covers every chunk; both happen in this transaction, so there is
         // never a moment on disk where a change exists in neither.
-        sqlx::query(
-            "UPDATE docs SET snapshot = ?, chunk_count = 0, updated_at = ? WHERE doc_id = ?",
-        )
-        .bind(doc.save())
-        .bind(now_ms())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = ?")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        write_snapshot(tx, doc).await?;
     } else {
         sqlx::query("INSERT INTO doc_chunks (doc_id, seq, bytes) VALUES (?, ?, ?)")
             .bind(&id)
@@ -936,6 +925,26 @@ pub(crate) async fn append_chunk(
             .execute(&mut *tx)
             .await?;
     }
+    Ok(())
+}
+
+/// Stores `doc` whole as its document's snapshot, dropping the chunks it covers (compaction,
+/// or a rebase that replaces the local history).
+pub(crate) async fn write_snapshot(
+    tx: &mut SqliteConnection,
+    doc: &mut Document,
+) -> Result<(), StoreError> {
+    let id = doc.id().to_string();
+    sqlx::query("UPDATE docs SET snapshot = ?, chunk_count = 0, updated_at = ? WHERE doc_id = ?")
+        .bind(doc.save())
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM doc_chunks WHERE doc_id = ?")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

@@ -929,18 +929,7 @@ impl SyncSession {
             .bind(local.save())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE docs SET snapshot = $1, chunk_count = 0, updated_at = $2 WHERE doc_id = $3",
-        )
-        .bind(merged.save())
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM doc_chunks WHERE doc_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        crate::store::write_snapshot(tx, &mut merged).await?;
         crate::projection::store_sqlite(tx, &merged)
             .await
             .map_err(StoreError::from)?;

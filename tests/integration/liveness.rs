@@ -3,7 +3,7 @@
 //! cannot read is quarantined while the rest of the pull goes on.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::{AutoCommit, ObjType, ROOT, ScalarValue};
 use gridsync_core::records::{Household, Inspection, Residence};
 use gridsync_core::{Document, Store, StoreOptions};
 use gridsync_proto::{DocId, DocType, GridCode};
@@ -12,30 +12,6 @@ use gridsync_server::auth::Role;
 use serde_json::Value;
 
 use crate::harness::{GRID_A, GRID_B, Phone, TestServer, code, sample_case, sample_visit};
-
-/// Appends `n` GPS fixes to a patrol, one Automerge change each, as `inspection track` does
-/// on the phone (written straight through Automerge so that making 30,000 of them is quick).
-fn track(doc: &mut Document, n: usize) {
-    let am = doc.automerge();
-    let record = match am.get(ROOT, "record").expect("record") {
-        Some((automerge::Value::Object(ObjType::Map), id)) => id,
-        other => panic!("no record map: {other:?}"),
-    };
-    let list = match am.get(&record, "track").expect("track") {
-        Some((automerge::Value::Object(ObjType::List), id)) => id,
-        other => panic!("no track list: {other:?}"),
-    };
-    let start = am.length(&list);
-    for i in 0..n {
-        let p = am
-            .insert_object(&list, start + i, ObjType::Map)
-            .expect("point");
-        am.put(&p, "at", 1_760_000_000_000 + i as i64).expect("at");
-        am.put(&p, "lat", 30.25 + (i as f64) * 1e-6).expect("lat");
-        am.put(&p, "lon", 120.15).expect("lon");
-        am.commit();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_patrol_recorded_offline_syncs_completely() {
@@ -53,7 +29,7 @@ async fn a_long_patrol_recorded_offline_syncs_completely() {
     };
     let mut doc =
         Document::create(DocId::new(), code(GRID_A), a.store.device(), &patrol).expect("doc");
-    track(&mut doc, POINTS);
+    gridsync_tests::append_track_points(&mut doc, POINTS).expect("track");
     a.store
         .merge_bytes(&doc.save())
         .await

@@ -239,37 +239,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Sync scenarios: a no-op sync with many documents in scope, a day of work both ways, and
 /// the per-document Automerge sync baseline on the same workloads, measured in the same run.
 pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
-    use gridsync_core::client::RetryPolicy;
     use gridsync_core::records::Visit;
     use gridsync_core::sync::SyncSession;
-    use gridsync_server::auth::Role;
 
     let n_docs: usize = if quick { 200 } else { 10_000 };
     let dir = tempfile::tempdir()?;
-    let server = crate::LocalServer::start(
-        &dir.path().join("server"),
-        gridsync_server::Config::default(),
-    )
-    .await?;
-    let retry = RetryPolicy::default();
-    let (a, client_a) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[grid()],
-            retry,
-        )
-        .await?;
-    let (b, client_b) = server
-        .phone(
-            &dir.path().join("b.db"),
-            "吴网格",
-            Role::Worker,
-            &[grid()],
-            retry,
-        )
-        .await?;
+    let (server, (a, client_a), (b, client_b)) = server_and_two_workers(dir.path()).await?;
 
     // --- No-op sync with n_docs in scope.
     let households: Vec<Household> = (0..n_docs as u64)
@@ -413,42 +388,46 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
     Ok(())
 }
 
+/// A phone's store and its client.
+type BenchPhone = (Store, gridsync_core::client::SyncClient);
+
+/// A server on loopback with its data under `dir`, and two workers' phones of one grid.
+async fn server_and_two_workers(
+    dir: &std::path::Path,
+) -> Result<(crate::LocalServer, BenchPhone, BenchPhone)> {
+    let server =
+        crate::LocalServer::start(&dir.join("server"), gridsync_server::Config::default()).await?;
+    let retry = gridsync_core::client::RetryPolicy::default();
+    let a = server
+        .phone(
+            &dir.join("a.db"),
+            "周网格",
+            gridsync_server::auth::Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+    let b = server
+        .phone(
+            &dir.join("b.db"),
+            "吴网格",
+            gridsync_server::auth::Role::Worker,
+            &[grid()],
+            retry,
+        )
+        .await?;
+    Ok((server, a, b))
+}
+
 /// A long patrol recorded offline, one change per GPS fix (30,000; 6,000 in quick mode, still
 /// more than one request's slice): how long its sync takes in slices and how many round trips,
 /// and another phone's pull of it. Checks every point arrived.
 pub async fn backlog_scenario(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
-    use automerge::transaction::Transactable;
-    use automerge::{ObjType, ROOT, ReadDoc};
-    use gridsync_core::client::RetryPolicy;
     use gridsync_core::records::Inspection;
-    use gridsync_server::auth::Role;
 
     let points: usize = if quick { 6_000 } else { 30_000 };
     let dir = tempfile::tempdir()?;
-    let server = crate::LocalServer::start(
-        &dir.path().join("server"),
-        gridsync_server::Config::default(),
-    )
-    .await?;
-    let retry = RetryPolicy::default();
-    let (a, client_a) = server
-        .phone(
-            &dir.path().join("a.db"),
-            "周网格",
-            Role::Worker,
-            &[grid()],
-            retry,
-        )
-        .await?;
-    let (b, client_b) = server
-        .phone(
-            &dir.path().join("b.db"),
-            "吴网格",
-            Role::Worker,
-            &[grid()],
-            retry,
-        )
-        .await?;
+    let (_server, (a, client_a), (b, client_b)) = server_and_two_workers(dir.path()).await?;
     let patrol = Inspection {
         worker: "周网格".into(),
         started_at: 1_760_000_000_000,
@@ -461,23 +440,7 @@ pub async fn backlog_scenario(quick: bool, out: &mut Map<String, Value>) -> Resu
     let mut doc =
         gridsync_core::Document::create(gridsync_proto::DocId::new(), grid(), a.device(), &patrol)?;
     let start = Instant::now();
-    {
-        let am = doc.automerge();
-        let Some((automerge::Value::Object(ObjType::Map), record)) = am.get(ROOT, "record")? else {
-            anyhow::bail!("the patrol has no record map");
-        };
-        let Some((automerge::Value::Object(ObjType::List), track)) = am.get(&record, "track")?
-        else {
-            anyhow::bail!("the patrol has no track list");
-        };
-        for i in 0..points {
-            let p = am.insert_object(&track, i, ObjType::Map)?;
-            am.put(&p, "at", 1_760_000_000_000 + i as i64)?;
-            am.put(&p, "lat", 30.25 + (i as f64) * 1e-6)?;
-            am.put(&p, "lon", 120.15)?;
-            am.commit();
-        }
-    }
+    crate::append_track_points(&mut doc, points)?;
     out.insert("backlog_record_ms".into(), json!(ms(start)));
     a.merge_bytes(&doc.save()).await?;
     let start = Instant::now();

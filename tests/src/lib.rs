@@ -107,3 +107,27 @@ impl Drop for LocalServer {
         self.task.abort();
     }
 }
+
+/// Appends `n` GPS fixes to a patrol document, one Automerge change each, as `inspection
+/// track` does on the phone (written straight through Automerge so that tens of thousands are
+/// quick to make). The timestamps continue from 1,760,000,000,000 ms by one per point.
+pub fn append_track_points(doc: &mut gridsync_core::Document, n: usize) -> Result<()> {
+    use automerge::transaction::Transactable;
+    use automerge::{ObjType, ROOT, ReadDoc};
+    let am = doc.automerge();
+    let Some((automerge::Value::Object(ObjType::Map), record)) = am.get(ROOT, "record")? else {
+        anyhow::bail!("the patrol has no record map");
+    };
+    let Some((automerge::Value::Object(ObjType::List), track)) = am.get(&record, "track")? else {
+        anyhow::bail!("the patrol has no track list");
+    };
+    let start = am.length(&track);
+    for i in 0..n {
+        let p = am.insert_object(&track, start + i, ObjType::Map)?;
+        am.put(&p, "at", 1_760_000_000_000 + (start + i) as i64)?;
+        am.put(&p, "lat", 30.25 + (i as f64) * 1e-6)?;
+        am.put(&p, "lon", 120.15)?;
+        am.commit();
+    }
+    Ok(())
+}
