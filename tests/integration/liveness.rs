@@ -18,18 +18,8 @@ async fn a_long_patrol_recorded_offline_syncs_completely() {
     let server = TestServer::start().await;
     let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
     let b = Phone::enroll(&server, "吴网格", Role::Worker, &[GRID_A]).await;
-    let patrol = Inspection {
-        worker: "周网格".into(),
-        started_at: 1_760_000_000_000,
-        ended_at: None,
-        track: Vec::new(),
-        checkpoints: Default::default(),
-        findings: Default::default(),
-        photos: Default::default(),
-    };
     let mut doc =
-        Document::create(DocId::new(), code(GRID_A), a.store.device(), &patrol).expect("doc");
-    gridsync_tests::append_track_points(&mut doc, POINTS).expect("track");
+        gridsync_tests::long_patrol(a.store.device(), code(GRID_A), POINTS).expect("patrol");
     a.store
         .merge_bytes(&doc.save())
         .await
@@ -451,8 +441,9 @@ async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
         .expect("the rest of the push was stored");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit() {
+/// A server, a worker's phone with one synced household, and a copy of its store that cannot
+/// tell it is one (only the server can catch it).
+async fn phone_and_disguised_copy() -> (TestServer, Phone, Phone, DocId) {
     let server = TestServer::start().await;
     let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
     let h = a
@@ -462,6 +453,12 @@ async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit
         .expect("household");
     a.sync().await;
     let b = a.copy_as(&server, true).await;
+    (server, a, b, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit() {
+    let (server, a, b, h) = phone_and_disguised_copy().await;
     let (va, vb) = (
         gridsync_proto::RecordId::new(),
         gridsync_proto::RecordId::new(),
@@ -496,15 +493,7 @@ async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_phone_is_not_shut_out_when_its_actor_is_retired() {
-    let server = TestServer::start().await;
-    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
-    let h = a
-        .store
-        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
-        .await
-        .expect("household");
-    a.sync().await;
-    let b = a.copy_as(&server, true).await;
+    let (server, a, b, h) = phone_and_disguised_copy().await;
     for (p, n) in [(&a, 1), (&b, 2)] {
         p.store
             .update::<Household>(h, |x| {

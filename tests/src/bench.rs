@@ -428,19 +428,8 @@ pub async fn backlog_scenario(quick: bool, out: &mut Map<String, Value>) -> Resu
     let points: usize = if quick { 6_000 } else { 30_000 };
     let dir = tempfile::tempdir()?;
     let (_server, (a, client_a), (b, client_b)) = server_and_two_workers(dir.path()).await?;
-    let patrol = Inspection {
-        worker: "周网格".into(),
-        started_at: 1_760_000_000_000,
-        ended_at: None,
-        track: Vec::new(),
-        checkpoints: Default::default(),
-        findings: Default::default(),
-        photos: Default::default(),
-    };
-    let mut doc =
-        gridsync_core::Document::create(gridsync_proto::DocId::new(), grid(), a.device(), &patrol)?;
     let start = Instant::now();
-    crate::append_track_points(&mut doc, points)?;
+    let mut doc = crate::long_patrol(a.device(), grid(), points)?;
     out.insert("backlog_record_ms".into(), json!(ms(start)));
     a.merge_bytes(&doc.save()).await?;
     let start = Instant::now();

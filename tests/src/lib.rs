@@ -108,6 +108,28 @@ impl Drop for LocalServer {
     }
 }
 
+/// A new patrol document by `device` in `grid`, with `points` GPS fixes recorded one change
+/// each (see [`append_track_points`]): a long patrol recorded offline.
+pub fn long_patrol(
+    device: gridsync_proto::DeviceId,
+    grid: gridsync_proto::GridCode,
+    points: usize,
+) -> Result<gridsync_core::Document> {
+    let patrol = gridsync_core::records::Inspection {
+        worker: "周网格".into(),
+        started_at: 1_760_000_000_000,
+        ended_at: None,
+        track: Vec::new(),
+        checkpoints: Default::default(),
+        findings: Default::default(),
+        photos: Default::default(),
+    };
+    let mut doc =
+        gridsync_core::Document::create(gridsync_proto::DocId::new(), grid, device, &patrol)?;
+    append_track_points(&mut doc, points)?;
+    Ok(doc)
+}
+
 /// Appends `n` GPS fixes to a patrol document, one Automerge change each, as `inspection
 /// track` does on the phone (written straight through Automerge so that tens of thousands are
 /// quick to make). The timestamps continue from 1,760,000,000,000 ms by one per point.
