@@ -160,6 +160,15 @@ fn own_unsynced(doc: &mut Document, synced: &[ChangeHash], me: DeviceId) -> Vec<
         .collect()
 }
 
+/// The set-aside reason for something larger than any request may carry.
+fn too_large(size: usize) -> String {
+    format!(
+        "too_large: {size} bytes in one change or sync message exceed the limit of {} bytes; \
+         the record must be made smaller",
+        limits::MAX_CHANGE_BYTES
+    )
+}
+
 /// How many of `changes` (a causal-order backlog) fit in `room` bytes and the per-document
 /// change limit: `Some(0)` when not even the first fits (unless `first` says this is the
 /// request's first document, which always carries one change), `None` when the next change
@@ -372,13 +381,24 @@ impl SyncSession {
                 state.sent_hashes.clear();
                 state.in_flight = false;
                 if let Some(msg) = doc.automerge().sync().generate_sync_message(state) {
-                    bytes += msg.clone().encode().len();
+                    let msg = msg.encode();
+                    if msg.len() > limits::MAX_CHANGE_BYTES {
+                        // A message no request may carry would be refused whole, on every
+                        // sync: set this document aside instead of stopping the rest.
+                        self.set_aside_locally(id, &too_large(msg.len())).await?;
+                        continue;
+                    }
+                    if bytes > 0 && bytes + msg.len() > MAX_PUSH_BYTES {
+                        outbox.truncated = true;
+                        break;
+                    }
+                    bytes += msg.len();
                     docs.push(DocPush {
                         doc: id,
                         header: Some(header),
                         heads: heads.clone(),
                         changes: Vec::new(),
-                        sync: Some(ByteBuf::from(msg.encode())),
+                        sync: Some(ByteBuf::from(msg)),
                     });
                     outbox.pushed.push((id, heads, true));
                 }
@@ -401,14 +421,7 @@ impl SyncSession {
                     .map(|c| c.raw_bytes().len())
                     .find(|n| *n > limits::MAX_CHANGE_BYTES)
                     .unwrap_or(0);
-                self.set_aside_locally(
-                    id,
-                    &format!(
-                        "too_large: a change of {size} bytes exceeds the limit of {} bytes",
-                        limits::MAX_CHANGE_BYTES
-                    ),
-                )
-                .await?;
+                self.set_aside_locally(id, &too_large(size)).await?;
                 continue;
             };
             if take == 0 {

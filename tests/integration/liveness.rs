@@ -3,7 +3,7 @@
 //! cannot read is quarantined while the rest of the pull goes on.
 
 use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ROOT, ScalarValue};
+use automerge::{AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
 use gridsync_core::records::{Household, Inspection, Residence};
 use gridsync_core::{Document, Store, StoreOptions};
 use gridsync_proto::{DocId, DocType, GridCode};
@@ -551,4 +551,70 @@ async fn a_version_1_phone_is_not_shut_out_when_its_actor_is_retired() {
         .await
         .expect("retired");
     assert_eq!(retired, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_larger_than_any_request_is_set_aside_and_the_rest_syncs() {
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    // A household whose one change is over the wire's 4 MiB change limit (written straight
+    // through Automerge, as a buggy or old app might), then ordinary work.
+    let mut doc = Document::create(
+        DocId::new(),
+        code(GRID_A),
+        a.store.device(),
+        &Household::new("1 号", Residence::Permanent),
+    )
+    .expect("doc");
+    {
+        let am = doc.automerge();
+        let Some((automerge::Value::Object(ObjType::Map), record)) =
+            am.get(ROOT, "record").expect("record")
+        else {
+            panic!("no record map")
+        };
+        // Random letters: even compressed (as a sync message is) over the limit.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: String = (0..8 * 1024 * 1024)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                char::from(b'a' + ((x >> 33) % 26) as u8)
+            })
+            .collect();
+        am.put(&record, "address", noise).expect("huge address");
+        am.commit();
+    }
+    let big = doc.id();
+    a.store.merge_bytes(&doc.save()).await.expect("store it");
+    let small = a
+        .store
+        .create(code(GRID_A), &Household::new("2 号", Residence::Permanent))
+        .await
+        .expect("household");
+    for fallback in [false, true] {
+        if fallback {
+            // The same document in the sync-protocol fallback: its message is as large.
+            sqlx::query("UPDATE doc_sync SET need_sync = 1, retry_at = NULL WHERE doc_id = $1")
+                .bind(big.to_string())
+                .execute(a.store.pool())
+                .await
+                .expect("fallback");
+        }
+        a.sync().await;
+        let aside = a.store.set_aside().await.expect("set aside");
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(aside[0].doc, big);
+        assert!(
+            aside[0].reason.starts_with("too_large"),
+            "{}",
+            aside[0].reason
+        );
+        server
+            .record(small)
+            .await
+            .expect("the rest reached the server");
+        // What could be sent was: the household's creation, not the oversized edit.
+        let (json, _) = server.record(big).await.expect("created on the server");
+        assert_eq!(json["address"], "1 号");
+    }
 }
