@@ -76,6 +76,9 @@ enum IntakeKeyCmd {
         /// The system's name, recorded as the source of its cases (e.g. 12345).
         #[arg(long)]
         name: String,
+        /// Comma-separated town codes (9 digits) it may place cases in.
+        #[arg(long)]
+        towns: String,
     },
 }
 
@@ -115,8 +118,22 @@ enum DeviceCmd {
     List,
 }
 
-/// Parses the process arguments and runs the command.
-pub fn main() -> Result<()> {
+/// Parses the process arguments and runs the command; a failure is printed as its message
+/// and causes (never a stack trace: an operator's mistake is not a crash) and exits 1.
+pub fn main() -> std::process::ExitCode {
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -223,11 +240,14 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::IntakeKey(IntakeKeyCmd::Create { name }) => {
+        Command::IntakeKey(IntakeKeyCmd::Create { name, towns }) => {
             anyhow::ensure!(!name.trim().is_empty(), "--name: is required");
+            let towns = parse_scopes(Role::Dispatcher, &towns).map_err(|_| {
+                anyhow::anyhow!("--towns: give 9-digit town codes, comma-separated")
+            })?;
             let key = new_token();
             storage
-                .create_intake_key(&secret_hash(&key), name.trim())
+                .create_intake_key(&secret_hash(&key), name.trim(), &towns)
                 .await?;
             println!("{key}");
             eprintln!(

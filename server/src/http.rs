@@ -120,9 +120,20 @@ pub enum ApiError {
     /// The body did not decode.
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    /// The body could not be read or is too large.
+    /// The body is larger than the server reads.
     #[error("request body: {0}")]
     Body(String),
+    /// The body ended before its declared length (the link was cut mid-request).
+    #[error("request body: {0}")]
+    BodyCut(String),
+    /// The body is not of the type this endpoint reads.
+    #[error("content type {found:?} is not accepted here; send {expected}")]
+    UnsupportedMediaType {
+        /// What the request said.
+        found: String,
+        /// What the endpoint reads.
+        expected: &'static str,
+    },
     /// The cursor was not issued by this server.
     #[error("{0}")]
     BadCursor(String),
@@ -174,6 +185,10 @@ impl ApiError {
             }
             ApiError::Decode(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ApiError::Body(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::BodyCut(_) => (StatusCode::BAD_REQUEST, "body_cut"),
+            ApiError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::BadCursor(_) => (StatusCode::BAD_REQUEST, "bad_cursor"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ApiError::Enroll(EnrollError::InvalidCode) => (StatusCode::BAD_REQUEST, "invalid_code"),
@@ -271,6 +286,36 @@ fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, Ap
         .map_err(|_| ApiError::Busy)
 }
 
+/// Reads a request body: over the limit is 413, a body that ended early (a cut link) is 400.
+fn read_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(l)) => {
+            ApiError::Body(l.body_text())
+        }
+        other => ApiError::BodyCut(other.body_text()),
+    })
+}
+
+/// Refuses a body whose declared type is not `expected` (parameters such as `charset` aside).
+fn expect_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), ApiError> {
+    let found = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = found.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            found: found.to_owned(),
+            expected,
+        })
+    }
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -293,9 +338,11 @@ async fn authenticate<S: Storage>(
 
 async fn enroll<S: Storage>(
     State(state): State<AppState<S>>,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
+    expect_content_type(&headers, "application/json")?;
+    let body = read_body(body)?;
     let req: EnrollRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadJson(format!("enroll request: {e}")))?;
     let token = new_token();
@@ -329,7 +376,8 @@ async fn sync<S: Storage>(
 ) -> Result<Response, ApiError> {
     let _permit = admit(&state)?;
     let device = authenticate(&state, &headers).await?;
-    let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
+    expect_content_type(&headers, gridsync_proto::CONTENT_TYPE)?;
+    let body = read_body(body)?;
     let req = SyncRequest::decode(&body)?;
     if req.device != device.id {
         return Err(ApiError::DeviceMismatch {
@@ -434,6 +482,35 @@ pub struct IntakeAccepted {
     pub created: bool,
 }
 
+/// Refuses control characters in an intake case's text (line breaks and tabs are allowed in
+/// the description only): they break exports, screens and the 12345 system's own records.
+fn check_intake_text(req: &IntakeCase) -> Result<(), ApiError> {
+    let mut fields: Vec<(&str, &str, bool)> = vec![
+        ("order_no", &req.order_no, false),
+        ("title", &req.title, false),
+        ("subcategory", &req.subcategory, false),
+        ("description", &req.description, true),
+        ("address", &req.address, false),
+    ];
+    if let Some(r) = &req.reporter {
+        fields.push(("reporter.name", &r.name, false));
+        fields.push(("reporter.phone", &r.phone, false));
+    }
+    for (field, text, multiline) in fields {
+        if let Some((at, c)) = text
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+        {
+            return Err(ApiError::InvalidCase(format!(
+                "{field}: control character U+{:04X} at position {at} is not allowed",
+                u32::from(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn place<S: Storage>(state: &AppState<S>, req: &IntakeCase) -> Result<GridCode, ApiError> {
     if let Some(g) = &req.grid {
         let code = GridCode::parse(g).map_err(|e| ApiError::InvalidCase(format!("grid: {e}")))?;
@@ -441,6 +518,19 @@ async fn place<S: Storage>(state: &AppState<S>, req: &IntakeCase) -> Result<Grid
             return Err(ApiError::InvalidCase(format!(
                 "grid: {code} is a {}, not a grid",
                 code.level().as_str()
+            )));
+        }
+        // Only a grid the town centre registered: a made-up code would put the case where no
+        // worker and no dispatcher looks.
+        if !state
+            .storage
+            .grids()
+            .await?
+            .iter()
+            .any(|g| g.code == code.as_str())
+        {
+            return Err(ApiError::InvalidCase(format!(
+                "grid: no grid {code} is registered on this server"
             )));
         }
         return Ok(code);
@@ -477,12 +567,14 @@ async fn intake<S: Storage>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    let source_name = state
+    let source = state
         .storage
         .intake_source(&secret_hash(key))
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let body = body.map_err(|e| ApiError::Body(e.body_text()))?;
+    let source_name = source.name.clone();
+    expect_content_type(&headers, "application/json")?;
+    let body = read_body(body)?;
     let req: IntakeCase = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadJson(format!("intake case: {e}")))?;
     let order_no = req.order_no.trim();
@@ -508,7 +600,8 @@ async fn intake<S: Storage>(
         )
             .into_response());
     }
-    let source = match req.source.as_deref().unwrap_or("hotline12345") {
+    check_intake_text(&req)?;
+    let case_source = match req.source.as_deref().unwrap_or("hotline12345") {
         "hotline12345" => CaseSource::Hotline12345,
         "resident" => CaseSource::Resident,
         other => {
@@ -524,10 +617,18 @@ async fn intake<S: Storage>(
         )));
     }
     let grid = place(&state, &req).await?;
+    if let Some(towns) = &source.towns
+        && !towns.iter().any(|t| t.contains(&grid))
+    {
+        return Err(ApiError::InvalidCase(format!(
+            "grid: {grid} is outside the towns this intake key serves ({})",
+            crate::auth::join_scopes(towns)
+        )));
+    }
     let now = now_ms();
     let mut case = Case {
         title: req.title.clone(),
-        source,
+        source: case_source,
         category: req.subcategory.chars().take(2).collect(),
         subcategory: req.subcategory.clone(),
         location: req.location,

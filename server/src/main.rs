@@ -1,5 +1,5 @@
 //! The gridsync-server binary; everything is in [`gridsync_server::cli`].
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     gridsync_server::cli::main()
 }

@@ -81,6 +81,15 @@ impl From<sqlx::Error> for EnrollError {
     }
 }
 
+/// An intake system as its key authenticates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeSource {
+    /// The system's name (the source recorded on its cases).
+    pub name: String,
+    /// The towns it may place cases in; `None` for a key made before keys had towns.
+    pub towns: Option<Vec<GridCode>>,
+}
+
 /// A device as listed for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeviceInfo {
@@ -383,17 +392,18 @@ pub trait Storage: Send + Sync + 'static {
     fn cases(&self) -> impl Future<Output = Result<Vec<CaseRow>, StorageError>> + Send;
     /// Recomputes every projection from the documents.
     fn rebuild_projections(&self) -> impl Future<Output = Result<usize, StorageError>> + Send;
-    /// Records an intake key (its hash) for a named intake system.
+    /// Records an intake key (its hash) for a named intake system serving `towns`.
     fn create_intake_key(
         &self,
         key_hash: &str,
         name: &str,
+        towns: &[GridCode],
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// The intake system a key belongs to, if the key is valid.
     fn intake_source(
         &self,
         key_hash: &str,
-    ) -> impl Future<Output = Result<Option<String>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Option<IntakeSource>, StorageError>> + Send;
     /// The case already created for `(source, order_no)`, if any.
     fn intake_order(
         &self,
@@ -1405,23 +1415,44 @@ impl Storage for SqliteStorage {
         Ok(ids.len())
     }
 
-    async fn create_intake_key(&self, key_hash: &str, name: &str) -> Result<(), StorageError> {
-        sqlx::query("INSERT INTO intake_keys (key_hash, name, created_at) VALUES ($1, $2, $3)")
-            .bind(key_hash)
-            .bind(name)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+    async fn create_intake_key(
+        &self,
+        key_hash: &str,
+        name: &str,
+        towns: &[GridCode],
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO intake_keys (key_hash, name, created_at, towns) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key_hash)
+        .bind(name)
+        .bind(now_ms())
+        .bind(join_scopes(towns))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    async fn intake_source(&self, key_hash: &str) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM intake_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    async fn intake_source(&self, key_hash: &str) -> Result<Option<IntakeSource>, StorageError> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT name, towns FROM intake_keys WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        row.map(|(name, towns)| {
+            let towns = towns
+                .map(|t| {
+                    t.split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(GridCode::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| StorageError::Corrupt(format!("intake key towns: {e}")))?;
+            Ok(IntakeSource { name, towns })
+        })
+        .transpose()
     }
 
     async fn intake_order(

@@ -9,21 +9,22 @@ use gridsync_core::records::{Case, Grid, PhotoRef, PhotoStage};
 use gridsync_core::workflow::{Action, Reference, Status, derive, plan_dispatch};
 use gridsync_proto::{DocId, ErrorBody};
 use gridsync_server::Storage;
-use gridsync_server::auth::{Role, secret_hash};
+use gridsync_server::auth::Role;
 use gridsync_server::http::IntakeAccepted;
 use serde_json::{Value, json};
 
 use crate::harness::{GRID_A, GRID_B, Phone, TOWN, TestServer, code};
 
+/// The 12345 hotline's key for both towns of these tests, with their grids registered.
 async fn intake_key(server: &TestServer) -> String {
-    let key = gridsync_server::auth::new_token();
-    server
-        .storage
-        .create_intake_key(&secret_hash(&key), "12345")
-        .await
-        .expect("key");
-    key
+    for g in [GRID_A, OTHER_TOWN_GRID] {
+        server.register_grid(g).await;
+    }
+    server.intake_key("12345", &[TOWN, "330102002"]).await
 }
+
+/// A grid of the neighbouring town.
+const OTHER_TOWN_GRID: &str = "33010200201001001";
 
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -442,6 +443,22 @@ async fn role_claims_are_checked_and_bad_intake_gets_typed_errors() {
             "malformed_request",
             "extra",
         ),
+        (
+            // A well-formed code no grid record exists for.
+            json!({"order_no": "C-7", "title": "x", "subcategory": "0101", "description": "d", "address": "a", "grid": "33010200101001099"}),
+            "invalid_case",
+            "no grid 33010200101001099 is registered",
+        ),
+        (
+            json!({"order_no": "C-8", "title": "路灯\u{7}坏了", "subcategory": "0101", "description": "d", "address": "a", "grid": GRID_A}),
+            "invalid_case",
+            "title: control character U+0007",
+        ),
+        (
+            json!({"order_no": "C-9", "title": "x", "subcategory": "0101", "description": "第一行\n第二行", "address": "a\u{1b}[2J", "grid": GRID_A}),
+            "invalid_case",
+            "address: control character U+001B",
+        ),
     ] {
         let (status, v) = post_intake(&server, &key, &body).await;
         let e: ErrorBody = serde_json::from_value(v.clone()).expect("typed error");
@@ -450,6 +467,22 @@ async fn role_claims_are_checked_and_bad_intake_gets_typed_errors() {
     }
     let (status, _) = post_intake(&server, "wrong-key", &json!({})).await;
     assert_eq!(status, 401);
+    // A key for one town cannot place cases in another (registered) town's grid.
+    let town_a_only = server.intake_key("居民小程序", &[TOWN]).await;
+    let (status, v) = post_intake(
+        &server,
+        &town_a_only,
+        &json!({"order_no": "C-10", "title": "x", "subcategory": "0101", "description": "d",
+                "address": "a", "grid": OTHER_TOWN_GRID}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("outside the towns this intake key serves")),
+        "{v}"
+    );
     assert_eq!(server.doc_ids().await.len(), before, "nothing was created");
 }
 
@@ -457,7 +490,7 @@ async fn role_claims_are_checked_and_bad_intake_gets_typed_errors() {
 async fn a_department_clerk_sees_only_its_own_towns_cases() {
     let server = TestServer::start().await;
     let key = intake_key(&server).await;
-    let other_town_grid = "33010200201001001";
+    let other_town_grid = OTHER_TOWN_GRID;
     let dispatcher_b = Phone::enroll(&server, "乙镇调度", Role::Dispatcher, &["330102002"]).await;
     let worker_b = Phone::enroll(&server, "乙镇网格员", Role::Worker, &[other_town_grid]).await;
     let d01_town_a = department(&server, "D01").await;

@@ -251,6 +251,7 @@ async fn a_phone_killed_mid_sync_syncs_fine_afterwards() {
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/sync", server.url))
         .bearer_auth(&token)
+        .header("content-type", gridsync_proto::CONTENT_TYPE)
         .body(req.encode())
         .send()
         .await

@@ -8,20 +8,17 @@ use gridsync_core::clock::now_ms;
 use gridsync_core::records::Case;
 use gridsync_core::workflow::{Action, Reference, Status, derive, plan_dispatch};
 use gridsync_proto::DocId;
-use gridsync_server::Storage;
-use gridsync_server::auth::{Role, secret_hash};
+use gridsync_server::auth::Role;
 use serde_json::json;
 
 use crate::harness::{GRID_A, Phone, TOWN, TestServer, code, quick_retry};
 
 /// A case reported through intake (so its source lets a worker verify it), placed in grid A.
 async fn intake_case(server: &TestServer, order_no: &str) -> DocId {
-    let key = gridsync_server::auth::new_token();
-    server
-        .storage
-        .create_intake_key(&secret_hash(&key), &format!("12345-{order_no}"))
-        .await
-        .expect("key");
+    let key = server
+        .intake_key(&format!("12345-{order_no}"), &[crate::harness::TOWN])
+        .await;
+    server.register_grid(GRID_A).await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let body = json!({"order_no": order_no, "title": "楼道灯不亮", "subcategory": "0102",
                       "description": "3 幢楼道灯坏了", "address": "3 幢", "grid": GRID_A});

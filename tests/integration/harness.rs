@@ -100,6 +100,42 @@ impl TestServer {
             .expect("enrollment")
     }
 
+    /// Makes sure a grid record for `grid` exists (the town centre registers grids: intake
+    /// places cases only in registered ones), writing it through a dispatcher's phone.
+    pub async fn register_grid(&self, grid: &str) {
+        let known = self.storage.grids().await.expect("grids");
+        if known.iter().any(|g| g.code == grid) {
+            return;
+        }
+        let town = code(grid).town();
+        let d = Phone::enroll(self, "网格登记", Role::Dispatcher, &[town.as_str()]).await;
+        d.store
+            .create(
+                code(grid),
+                &gridsync_core::records::Grid {
+                    code: grid.into(),
+                    name: format!("网格 {grid}"),
+                    roster: Default::default(),
+                    boundary: Vec::new(),
+                },
+            )
+            .await
+            .expect("grid record");
+        let report = d.sync().await;
+        assert!(report.rejected.is_empty(), "{report:?}");
+    }
+
+    /// An intake key for a system named `name`, placing cases in `towns`.
+    pub async fn intake_key(&self, name: &str, towns: &[&str]) -> String {
+        let key = gridsync_server::auth::new_token();
+        let towns: Vec<GridCode> = towns.iter().map(|t| code(t)).collect();
+        self.storage
+            .create_intake_key(&gridsync_server::auth::secret_hash(&key), name, &towns)
+            .await
+            .expect("intake key");
+        key
+    }
+
     /// Every document on the server with its scope.
     pub async fn doc_ids(&self) -> Vec<(DocId, GridCode)> {
         let rows: Vec<(String, String)> =

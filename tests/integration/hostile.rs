@@ -25,7 +25,20 @@ impl Raw {
     }
 
     async fn post(&self, token: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+        self.post_as(token, Some(gridsync_proto::CONTENT_TYPE), body)
+            .await
+    }
+
+    async fn post_as(
+        &self,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>) {
         let mut req = self.http.post(&self.url).body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -359,4 +372,61 @@ async fn grid_records_and_what_the_workflow_reads_are_guarded() {
         2,
         "refused work stays on the phone, still offered (the grid record and the case)"
     );
+}
+
+#[tokio::test]
+async fn wrong_content_types_get_415_and_a_cut_body_gets_400() {
+    let server = TestServer::start().await;
+    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
+    let t = token(&a).await;
+    let raw = Raw::new(&server);
+    let (req, _) = SyncSession::new(a.store.clone())
+        .build_request()
+        .await
+        .expect("request");
+    for ct in [None, Some("application/json"), Some("text/plain")] {
+        let (s, bytes) = raw.post_as(Some(&t), ct, req.encode()).await;
+        let e: ErrorBody = serde_json::from_slice(&bytes).expect("json error");
+        assert_eq!(
+            (s, e.error.code.as_str()),
+            (415, "unsupported_media_type"),
+            "{ct:?}"
+        );
+    }
+    let http = reqwest::Client::new();
+    let key = server.intake_key("12345", &[TOWN]).await;
+    for path in ["/v1/enroll", "/v1/intake/cases"] {
+        let resp = http
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&key)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 415, "{path}");
+    }
+    // A body cut off mid-way: Content-Length promises more than arrives, then the link goes.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let body = req.encode();
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        gridsync_proto::CONTENT_TYPE,
+        body.len() + 1000
+    );
+    conn.write_all(head.as_bytes()).await.expect("head");
+    conn.write_all(&body).await.expect("part of the body");
+    conn.shutdown().await.expect("cut");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "a cut body is a bad request, not too large: {answer:?}"
+    );
+    assert_eq!(server.change_count().await, 0, "nothing of it was stored");
 }

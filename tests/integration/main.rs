@@ -12,4 +12,5 @@ mod pull_budget;
 mod recovery;
 mod reenroll;
 mod restore_anchor;
+mod server_cli;
 mod sync_props;

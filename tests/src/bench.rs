@@ -296,6 +296,7 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
         let resp = http
             .post(format!("{}/v1/sync", server.url))
             .bearer_auth(&token)
+            .header("content-type", gridsync_proto::CONTENT_TYPE)
             .body(body.clone())
             .send()
             .await?;

@@ -543,14 +543,25 @@ struct Out {
 
 impl Out {
     fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> Result<()> {
-        if self.json {
-            println!("{}", serde_json::to_string(value)?);
+        let line = if self.json {
+            serde_json::to_string(value)?
         } else {
-            println!("{}", text());
+            text()
+        };
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            // The reader went away (`| head`): the command's work is done; nothing to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+            other => Ok(other?),
         }
-        Ok(())
     }
 }
+
+/// Standard output was closed by its reader; the command ends quietly and successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+struct StdoutClosed;
 
 async fn worker(store: &Store) -> Result<String> {
     store
@@ -592,6 +603,7 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(open_and_run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Print the chain once: a cause whose text the message above already holds is
             // not repeated.

@@ -120,3 +120,25 @@ fn a_worker_closes_a_small_matter_alone_from_the_terminal() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("phone.db");
+    json(&field(&store, &["--json", "init", "--worker", "周网格"]));
+    // `gridsync-field ... | head -0`: the reader is gone before the command prints.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync-field"))
+        .arg("--store")
+        .arg(&store)
+        .arg("whoami")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
