@@ -177,10 +177,14 @@ async fn run(cli: Cli) -> Result<()> {
             let addr = listener.local_addr()?;
             println!("gridsync-server listening on http://{addr}");
             tracing::info!(%addr, data_dir = %cli.data_dir.display(), "serving");
-            axum::serve(listener, app(AppState::new(storage, config)))
-                .with_graceful_shutdown(shutdown())
-                .await
-                .context("serving")?;
+            crate::http::serve(
+                listener,
+                app(AppState::new(storage, config)),
+                crate::http::HEADER_READ_TIMEOUT,
+                shutdown(),
+            )
+            .await
+            .context("serving")?;
             Ok(())
         }
         Command::Migrate => {

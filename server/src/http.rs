@@ -276,6 +276,58 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .with_state(state)
 }
 
+/// How long a connection may take to send a request's headers, and stay idle between
+/// requests, before the server closes it: a phone on a weak link sends a few hundred bytes of
+/// headers in well under this, while a connection that trickles them (or never sends any)
+/// would otherwise hold a socket and a task for ever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets requests under way
+/// finish. Each connection must deliver a request's headers within `header_timeout`, also
+/// while it waits between requests (hyper's header-read timer), so slow or silent clients
+/// are dropped instead of piling up.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Bounds the work in flight: a busy server says so (503 + Retry-After) instead of queueing
 /// without end.
 fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {

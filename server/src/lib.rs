@@ -15,5 +15,5 @@ pub mod indicators;
 pub mod merge;
 pub mod storage;
 
-pub use http::{AppState, Config, app};
+pub use http::{AppState, Config, HEADER_READ_TIMEOUT, app, serve};
 pub use storage::{SqliteStorage, Storage};

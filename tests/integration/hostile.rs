@@ -430,3 +430,57 @@ async fn wrong_content_types_get_415_and_a_cut_body_gets_400() {
     );
     assert_eq!(server.change_count().await, 0, "nothing of it was stored");
 }
+
+#[tokio::test]
+async fn slow_or_silent_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = gridsync_server::SqliteStorage::open(dir.path())
+        .await
+        .expect("storage");
+    let router = gridsync_server::app(gridsync_server::AppState::new(
+        storage,
+        gridsync_server::Config::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(gridsync_server::serve(
+        listener,
+        router,
+        std::time::Duration::from_millis(300),
+        std::future::pending(),
+    ));
+    // Reads until the server closes the connection; the deadline only keeps a broken server
+    // from hanging the test.
+    async fn closed_by_server(conn: &mut tokio::net::TcpStream) -> String {
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the server kept the connection open");
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+    // Headers that never finish (a slowloris).
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("part of the headers");
+    let answer = closed_by_server(&mut slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // A kept-alive connection that goes quiet after its request.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let answer = closed_by_server(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "served first: {answer}");
+}

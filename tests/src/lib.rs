@@ -34,7 +34,13 @@ impl LocalServer {
         let url = format!("http://{}", listener.local_addr()?);
         let router = app(AppState::new(storage.clone(), config));
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = gridsync_server::serve(
+                listener,
+                router,
+                gridsync_server::HEADER_READ_TIMEOUT,
+                std::future::pending(),
+            )
+            .await;
         });
         Ok(Self { url, storage, task })
     }
