@@ -751,22 +751,6 @@ impl Store {
             .collect()
     }
 
-    /// Documents the server refused, with its reason.
-    pub async fn rejections(&self) -> Result<Vec<(DocId, String)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT doc_id, rejected FROM doc_sync WHERE rejected IS NOT NULL ORDER BY doc_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(id, why)| {
-                DocId::from_str(&id)
-                    .map(|id| (id, why))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
-    }
-
     /// Who acts from this device: the worker's name and the role and department it enrolled
     /// with (a worker until enrolled).
     pub async fn actor(&self) -> Result<Actor, StoreError> {

@@ -49,35 +49,8 @@ async fn post_intake(server: &TestServer, key: &str, body: &Value) -> (u16, Valu
 }
 
 async fn department(server: &TestServer, dept: &str) -> Phone {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = gridsync_core::Store::open(&dir.path().join("dept.db"))
-        .await
-        .expect("store");
-    store
-        .set_meta("worker", &format!("{dept} 办事员"))
-        .await
-        .expect("name");
-    let client = gridsync_core::client::SyncClient::new(&server.url, crate::harness::quick_retry())
-        .expect("client");
-    let code = server
-        .enrollment_in(
-            &format!("{dept} 办事员"),
-            Role::Department,
-            &[TOWN],
-            Some(dept),
-        )
-        .await;
-    client.enroll(&store, &code).await.expect("enroll");
-    Phone {
-        store,
-        client,
-        scopes: vec![code_of(TOWN)],
-        _dir: dir,
-    }
-}
-
-fn code_of(s: &str) -> gridsync_proto::GridCode {
-    code(s)
+    let name = format!("{dept} 办事员");
+    Phone::enroll_in(server, &name, Role::Department, &[TOWN], Some(dept)).await
 }
 
 async fn act(p: &Phone, id: DocId, action: Action, note: &str, data: BTreeMap<String, String>) {

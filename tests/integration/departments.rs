@@ -11,7 +11,7 @@ use gridsync_proto::DocId;
 use gridsync_server::auth::Role;
 use serde_json::json;
 
-use crate::harness::{GRID_A, Phone, TOWN, TestServer, code, quick_retry};
+use crate::harness::{GRID_A, Phone, TOWN, TestServer, code};
 
 /// A case reported through intake (so its source lets a worker verify it), placed in grid A.
 async fn intake_case(server: &TestServer, order_no: &str) -> DocId {
@@ -38,24 +38,8 @@ async fn intake_case(server: &TestServer, order_no: &str) -> DocId {
 
 /// A department clerk's phone serving the town.
 async fn clerk(server: &TestServer, dept: &str, n: usize) -> Phone {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = gridsync_core::Store::open(&dir.path().join("clerk.db"))
-        .await
-        .expect("store");
     let name = format!("{dept} 办事员 {n}");
-    store.set_meta("worker", &name).await.expect("name");
-    let client =
-        gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client");
-    let enrollment = server
-        .enrollment_in(&name, Role::Department, &[TOWN], Some(dept))
-        .await;
-    client.enroll(&store, &enrollment).await.expect("enroll");
-    Phone {
-        store,
-        client,
-        scopes: vec![code(TOWN)],
-        _dir: dir,
-    }
+    Phone::enroll_in(server, &name, Role::Department, &[TOWN], Some(dept)).await
 }
 
 async fn act(p: &Phone, id: DocId, action: Action, data: BTreeMap<String, String>) {

@@ -172,13 +172,24 @@ pub struct Phone {
 
 impl Phone {
     pub async fn enroll(server: &TestServer, name: &str, role: Role, scopes: &[&str]) -> Self {
+        Self::enroll_in(server, name, role, scopes, None).await
+    }
+
+    /// A phone enrolled with a department binding (a clerk's, with `Role::Department`).
+    pub async fn enroll_in(
+        server: &TestServer,
+        name: &str,
+        role: Role,
+        scopes: &[&str],
+        dept: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("phone.db"))
             .await
             .expect("store");
         store.set_meta("worker", name).await.expect("worker");
         let client = SyncClient::new(&server.url, quick_retry()).expect("client");
-        let code = server.enrollment(name, role, scopes).await;
+        let code = server.enrollment_in(name, role, scopes, dept).await;
         client.enroll(&store, &code).await.expect("enroll");
         Self {
             store,

@@ -268,7 +268,7 @@ async fn scopes_hold_in_both_directions() {
         a.store.load(stray).await.is_ok(),
         "nothing recorded is lost on the phone"
     );
-    assert_eq!(a.store.rejections().await.expect("rejections").len(), 1);
+    assert_eq!(a.store.set_aside().await.expect("set aside").len(), 1);
     b.sync().await;
     d.sync().await;
     a.sync().await;

@@ -299,20 +299,8 @@ async fn two_copies_of_one_store_both_edited_offline_end_with_every_edit_on_the_
 /// tell it is one (a snapshot restored in place), so the server's `actor_diverged` catches it;
 /// otherwise the copy notices at open and takes a fresh actor before it writes.
 async fn two_copies(same_identity: bool) {
-    let server = TestServer::start().await;
-    let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
-    let shared = a
-        .store
-        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
-        .await
-        .expect("household");
-    let only_a = a
-        .store
-        .create(code(GRID_A), &Household::new("2 号", Residence::Permanent))
-        .await
-        .expect("household");
-    a.sync().await;
-    let b = a.copy_as(&server, same_identity).await;
+    let (server, a, b, households) = phone_and_copy(same_identity, 2).await;
+    let (shared, only_a) = (households[0], households[1]);
     assert_eq!(
         b.store.actor_id() == a.store.actor_id(),
         same_identity,
@@ -441,24 +429,32 @@ async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
         .expect("the rest of the push was stored");
 }
 
-/// A server, a worker's phone with one synced household, and a copy of its store that cannot
-/// tell it is one (only the server can catch it).
-async fn phone_and_disguised_copy() -> (TestServer, Phone, Phone, DocId) {
+/// A server, a worker's phone with `n` synced households, and a copy of its store (that
+/// cannot tell it is one with `same_identity`: then only the server can catch it).
+async fn phone_and_copy(same_identity: bool, n: usize) -> (TestServer, Phone, Phone, Vec<DocId>) {
     let server = TestServer::start().await;
     let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
-    let h = a
-        .store
-        .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))
-        .await
-        .expect("household");
+    let mut households = Vec::new();
+    for i in 1..=n {
+        households.push(
+            a.store
+                .create(
+                    code(GRID_A),
+                    &Household::new(format!("{i} 号"), Residence::Permanent),
+                )
+                .await
+                .expect("household"),
+        );
+    }
     a.sync().await;
-    let b = a.copy_as(&server, true).await;
-    (server, a, b, h)
+    let b = a.copy_as(&server, same_identity).await;
+    (server, a, b, households)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit() {
-    let (server, a, b, h) = phone_and_disguised_copy().await;
+    let (server, a, b, households) = phone_and_copy(true, 1).await;
+    let h = households[0];
     let (va, vb) = (
         gridsync_proto::RecordId::new(),
         gridsync_proto::RecordId::new(),
@@ -493,7 +489,8 @@ async fn a_copy_caught_while_its_document_is_in_fallback_still_delivers_its_edit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_phone_is_not_shut_out_when_its_actor_is_retired() {
-    let (server, a, b, h) = phone_and_disguised_copy().await;
+    let (server, a, b, households) = phone_and_copy(true, 1).await;
+    let h = households[0];
     for (p, n) in [(&a, 1), (&b, 2)] {
         p.store
             .update::<Household>(h, |x| {
