@@ -699,6 +699,7 @@ async fn intake<S: Storage>(
         parties: Default::default(),
         photos: Default::default(),
         events: Default::default(),
+        redactions: Default::default(),
     };
     if let Some(r) = &req.reporter {
         case.parties.insert(

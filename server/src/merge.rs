@@ -10,8 +10,10 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use gridsync_core::Document;
 use gridsync_core::document::{DocError, device_of};
 use gridsync_core::projection::project;
-use gridsync_core::records::Case;
+use gridsync_core::records::{Case, check_json};
+use gridsync_core::rules;
 use gridsync_proto::{DocHeader, DocPush, DocType, GridCode};
+use serde_json::Value as Json;
 
 use crate::auth::{Device, Role};
 
@@ -85,25 +87,12 @@ pub fn may_write(device: &Device, header: &DocHeader, dept_member: bool) -> Resu
     Ok(())
 }
 
-/// Workflow events are append-only and carry their author's role: a device may add events
-/// only in its own role (and department), and never change or remove an existing one.
-fn check_case_events(
-    before: Option<&Case>,
-    after: &Case,
-    device: &Device,
-) -> Result<(), Rejection> {
-    let empty = std::collections::BTreeMap::new();
-    let old = before.map_or(&empty, |c| &c.events);
-    for (id, e) in old {
-        if after.events.get(id) != Some(e) {
-            return Err(reject(
-                "event_changed",
-                format!("workflow event {id} was changed or removed; events are append-only"),
-            ));
-        }
-    }
+/// A device may add workflow events only in its own role (and department). (That events are
+/// never changed or removed is the authorship table's rule.)
+fn check_event_roles(before: &Json, after: &Case, device: &Device) -> Result<(), Rejection> {
+    let old = before.get("events");
     for (id, e) in &after.events {
-        if old.contains_key(id) {
+        if old.is_some_and(|o| o.get(id.to_string()).is_some()) {
             continue;
         }
         if e.role != device.role.as_str() {
@@ -128,35 +117,40 @@ fn check_case_events(
     Ok(())
 }
 
-/// Rules on what a device may write into particular records, beyond scope and authorship.
-fn check_events_if_case(
-    before: Option<&Case>,
-    doc: &Document,
-    device: &Device,
-) -> Result<(), Rejection> {
-    match doc.header().doc_type {
+/// The record rules at the merge boundary, on the stored record before the push (`before`,
+/// empty for a new document) and the merged one: no unknown field written, the authorship
+/// table, no problem left on a field the push touched (or made new), and the rules of
+/// particular records (event roles, grid records). The phone's core judges in the same order.
+fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<(), Rejection> {
+    let header = doc.header();
+    let after = doc.record_json();
+    let checked = check_json(header.doc_type, &after)
+        .map_err(|e| reject("bad_document", format!("document {}: {e}", header.id)))?;
+    if let Some(path) = rules::unknown_fields(before, &after, &checked.typed) {
+        return Err(reject(
+            "unknown_field",
+            format!("{path}: a {} record has no such field", header.doc_type),
+        ));
+    }
+    let writer = rules::Writer {
+        device: device.id,
+        role: device.role,
+        creator: header.creator,
+    };
+    rules::check_authorship(header.doc_type, &writer, before, &after)
+        .map_err(|v| reject(v.code, v.to_string()))?;
+    let before_errors = check_json(header.doc_type, before)
+        .map(|c| c.errors)
+        .unwrap_or_default();
+    let blocking = rules::blocking_errors(before, &after, &before_errors, checked.errors);
+    if !blocking.is_empty() {
+        let all: Vec<String> = blocking.iter().map(ToString::to_string).collect();
+        return Err(reject("invalid_record", all.join("; ")));
+    }
+    match header.doc_type {
         DocType::Case => {
-            let after: Case = doc.read().map_err(doc_error)?;
-            check_case_events(before, &after, device)?;
-            if let Some(before) = before {
-                // What the workflow reads must not be rewritten behind its back: the source
-                // decides who may act, and evidence photos decide whether a close is valid.
-                if before.source != after.source {
-                    return Err(reject(
-                        "immutable_field",
-                        "a case's source cannot change once reported",
-                    ));
-                }
-                for (id, p) in &before.photos {
-                    if after.photos.get(id) != Some(p) {
-                        return Err(reject(
-                            "immutable_field",
-                            format!("evidence photo {id} cannot be changed or removed"),
-                        ));
-                    }
-                }
-            }
-            Ok(())
+            let case: Case = doc.read().map_err(doc_error)?;
+            check_event_roles(before, &case, device)
         }
         DocType::Grid => {
             // Grid records place intake cases and define the hierarchy: only the town centre
@@ -168,13 +162,12 @@ fn check_events_if_case(
                 ));
             }
             let grid: gridsync_core::records::Grid = doc.read().map_err(doc_error)?;
-            if grid.code != doc.header().scope.as_str() {
+            if grid.code != header.scope.as_str() {
                 return Err(reject(
                     "header_mismatch",
                     format!(
                         "grid record {} must live in its own scope, not {}",
-                        grid.code,
-                        doc.header().scope
+                        grid.code, header.scope
                     ),
                 ));
             }
@@ -184,10 +177,8 @@ fn check_events_if_case(
     }
 }
 
-fn case_of(doc: &Document) -> Option<Case> {
-    (doc.header().doc_type == DocType::Case)
-        .then(|| doc.read().ok())
-        .flatten()
+fn empty_record() -> Json {
+    Json::Object(serde_json::Map::new())
 }
 
 fn check_new_changes(device: &Device, changes: &[Change]) -> Result<(), Rejection> {
@@ -336,7 +327,7 @@ fn merge_push_checked(
             }
             check_new_changes(device, &changes)?;
             project(&doc).map_err(doc_error)?;
-            check_events_if_case(None, &doc, device)?;
+            judge_push(&empty_record(), &doc, device)?;
             return Ok(Merged::Stored {
                 doc: Box::new(doc),
                 new_changes: changes,
@@ -351,7 +342,7 @@ fn merge_push_checked(
         .collect();
     check_new_changes(device, &new_changes)?;
     if !new_changes.is_empty() {
-        let before = case_of(&doc);
+        let before = doc.record_json();
         doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
         if !doc.automerge().get_missing_deps(&[]).is_empty() {
             // Changes that depend on unknown ones are queued by Automerge, not applied; the
@@ -363,7 +354,7 @@ fn merge_push_checked(
             });
         }
         project(&doc).map_err(doc_error)?;
-        check_events_if_case(before.as_ref(), &doc, device)?;
+        judge_push(&before, &doc, device)?;
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),
@@ -407,7 +398,9 @@ fn merge_sync_message(
         .sync()
         .generate_sync_message(&mut state)
         .map(Message::encode);
-    let before = existing.as_ref().and_then(case_of);
+    let before = existing
+        .as_ref()
+        .map_or_else(empty_record, Document::record_json);
     let doc = match existing {
         Some(mut doc) => {
             // Apply through the document so the header check runs on what the message added.
@@ -438,7 +431,7 @@ fn merge_sync_message(
     };
     if !new_changes.is_empty() {
         project(&doc).map_err(doc_error)?;
-        check_events_if_case(before.as_ref(), &doc, device)?;
+        judge_push(&before, &doc, device)?;
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),

@@ -16,7 +16,9 @@ use gridsync_proto::{DeviceId, DocHeader, DocId, DocType, GridCode};
 use serde_json::{Map, Value as Json};
 
 use crate::records::Record;
+use crate::rules::{self, Violation};
 use crate::validate::ValidationErrors;
+use crate::workflow::Role;
 
 /// The schema version this build writes; it reads every version up to this one.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -73,6 +75,9 @@ pub enum DocError {
     /// Incoming changes tried to alter the immutable header.
     #[error("changes to document {0} would alter its immutable header")]
     HeaderChanged(DocId),
+    /// The authorship table does not let this device make the edit; nothing was written.
+    #[error("not allowed: {0}")]
+    NotAllowed(#[source] Violation),
     /// A conflict resolution named a field that does not exist.
     #[error("document {doc} has no field `{path}`")]
     NoSuchField {
@@ -97,6 +102,8 @@ pub struct FieldConflict {
 pub struct Document {
     header: DocHeader,
     doc: AutoCommit,
+    /// The role edits are judged in (see `crate::rules`); a worker unless told otherwise.
+    role: Role,
 }
 
 /// The actor id a device writes with first: its device id's 16 bytes, so every change is
@@ -145,10 +152,6 @@ impl Document {
         actor: ActorId,
         record: &R,
     ) -> Result<Self, DocError> {
-        record.validate().map_err(|source| DocError::Invalid {
-            doc_type: R::DOC_TYPE,
-            source,
-        })?;
         let header = DocHeader {
             id,
             doc_type: R::DOC_TYPE,
@@ -164,18 +167,25 @@ impl Document {
         doc.put(&h, "creator", header.creator.to_string())?;
         doc.put(&h, "schema", i64::from(header.schema))?;
         let record_obj = doc.put_object(ROOT, "record", ObjType::Map)?;
+        let mut this = Self {
+            header,
+            doc,
+            role: Role::Worker,
+        };
+        // A new record is judged as an edit of an empty one: every field is touched, so every
+        // rule applies, and its entries are stamped with their author.
         let empty = Json::Object(Map::new());
-        let json = to_json_value(record)?;
+        let json = this.judged::<R>(&empty, &[], to_json_value(record)?)?;
         reconcile(
-            &mut doc,
+            &mut this.doc,
             &record_obj,
             &empty,
             &json,
             R::TEXT_FIELDS,
             &mut Vec::new(),
         )?;
-        doc.commit();
-        Ok(Self { header, doc })
+        this.doc.commit();
+        Ok(this)
     }
 
     /// Loads a document from saved bytes (a snapshot, optionally followed by change chunks).
@@ -197,7 +207,55 @@ impl Document {
     /// Wraps an Automerge document whose schema is at most `newest_schema`.
     pub fn from_automerge_upto(doc: AutoCommit, newest_schema: u32) -> Result<Self, DocError> {
         let header = read_header(&doc, newest_schema)?;
-        Ok(Self { header, doc })
+        Ok(Self {
+            header,
+            doc,
+            role: Role::Worker,
+        })
+    }
+
+    /// Sets the role later edits are judged in (the enrolled role of the writing device).
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    /// The writing device as the authorship rules see it: the device the current actor is
+    /// bound to, in the role set with [`Document::set_role`].
+    pub fn writer(&self) -> rules::Writer {
+        rules::Writer {
+            device: device_of(self.doc.get_actor()).unwrap_or(self.header.creator),
+            role: self.role,
+            creator: self.header.creator,
+        }
+    }
+
+    /// Judges an edit from `before` (typed record JSON, whose problems are `before_errors`)
+    /// to `after`: stamps new entries with their author, refuses it when it breaks the
+    /// authorship table or leaves a problem on a field it touched (or a new one), and
+    /// returns the JSON to write.
+    fn judged<R: Record>(
+        &self,
+        before: &Json,
+        before_errors: &[crate::validate::ValidationError],
+        mut after: Json,
+    ) -> Result<Json, DocError> {
+        let writer = self.writer();
+        rules::stamp_authors(R::DOC_TYPE, writer.device, before, &mut after);
+        if *before == after {
+            return Ok(after);
+        }
+        rules::check_authorship(R::DOC_TYPE, &writer, before, &after)
+            .map_err(DocError::NotAllowed)?;
+        let next: R = self.decode(after.clone())?;
+        let after_errors = next.validate().err().map(|e| e.0).unwrap_or_default();
+        let blocking = rules::blocking_errors(before, &after, before_errors, after_errors);
+        if !blocking.is_empty() {
+            return Err(DocError::Invalid {
+                doc_type: R::DOC_TYPE,
+                source: ValidationErrors(blocking),
+            });
+        }
+        Ok(after)
     }
 
     /// The immutable header.
@@ -283,25 +341,24 @@ impl Document {
         }
     }
 
-    /// Edits the record: `edit` changes a copy, the copy is validated, and only fields that
+    /// Edits the record: `edit` changes a copy, the edit is judged (`crate::rules`: the
+    /// authorship table, and no problem left on a field it touched), and only fields that
     /// differ are written, as one change. Returns the new change's hash, or `None` when the edit
-    /// changed nothing. An invalid result writes nothing.
+    /// changed nothing. A refused edit writes nothing; a problem already in the record on a
+    /// field the edit left alone does not refuse it.
     pub fn update<R: Record>(
         &mut self,
         edit: impl FnOnce(&mut R),
     ) -> Result<Option<ChangeHash>, DocError> {
         self.expect_type(R::DOC_TYPE)?;
         let current: R = self.decode(self.record_json())?;
+        let before_errors = current.validate().err().map(|e| e.0).unwrap_or_default();
         // Diff typed-before against typed-after, never the raw document: fields this build
         // does not know (written by a newer schema) are then left alone rather than deleted.
         let before = to_json_value(&current)?;
         let mut next = current;
         edit(&mut next);
-        next.validate().map_err(|source| DocError::Invalid {
-            doc_type: R::DOC_TYPE,
-            source,
-        })?;
-        let after = to_json_value(&next)?;
+        let after = self.judged::<R>(&before, &before_errors, to_json_value(&next)?)?;
         if before == after {
             return Ok(None);
         }
@@ -419,8 +476,9 @@ impl Document {
         out
     }
 
-    /// Settles a conflict (or sets any field) by writing `value` at `path`, superseding every
-    /// concurrent value. The resulting record must still be valid, or nothing is written.
+    /// Settles a conflict (or fixes any field) by writing `value` at `path`, superseding every
+    /// concurrent value. The edit is judged like [`Document::update`]: the field written must
+    /// be valid afterwards, or nothing is written.
     pub fn resolve<R: Record>(
         &mut self,
         path: &str,
@@ -432,6 +490,20 @@ impl Document {
             path: path.to_owned(),
         };
         let segments: Vec<&str> = path.split('.').collect();
+        let current: R = self.decode(self.record_json())?;
+        let before_errors = current.validate().err().map(|e| e.0).unwrap_or_default();
+        let before = to_json_value(&current)?;
+        let mut after = before.clone();
+        let slot = segments
+            .iter()
+            .try_fold(&mut after, |node, seg| match node {
+                Json::Object(m) => m.get_mut(*seg),
+                Json::Array(l) => seg.parse::<usize>().ok().and_then(|i| l.get_mut(i)),
+                _ => None,
+            })
+            .ok_or_else(no_field)?;
+        *slot = value.clone();
+        self.judged::<R>(&before, &before_errors, after)?;
         let (last, parents) = segments.split_last().ok_or_else(no_field)?;
         let mut obj = self.record_obj()?;
         let mut obj_type = ObjType::Map;
@@ -459,13 +531,7 @@ impl Document {
             R::TEXT_FIELDS,
             &mut walked,
         )
-        .and_then(|()| {
-            let rec: R = self.decode(self.record_json())?;
-            rec.validate().map_err(|source| DocError::Invalid {
-                doc_type: R::DOC_TYPE,
-                source,
-            })
-        });
+        .and_then(|()| self.decode::<R>(self.record_json()).map(|_| ()));
         if let Err(e) = result {
             self.doc.rollback();
             return Err(e);

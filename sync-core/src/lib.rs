@@ -2,6 +2,8 @@
 //!
 //! - [`records`]: the grid-work records (grid, household with residents and visits, inspection,
 //!   case) as typed serde data, with [`validate`] rules that name the field and the problem.
+//! - [`rules`]: who may write what (the authorship table) and which problems block an edit,
+//!   judged the same way on the phone before a write and on the server at a merge.
 //! - [`document`]: one record as one Automerge document with an immutable header; edits touch
 //!   only changed fields, concurrent edits of one field surface as conflicts.
 //! - [`store`]: the phone's durable local store (SQLite through sqlx): change chunks plus
@@ -16,6 +18,7 @@ pub mod clock;
 pub mod document;
 pub mod projection;
 pub mod records;
+pub mod rules;
 pub mod sample;
 pub mod store;
 pub mod sync;

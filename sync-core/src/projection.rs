@@ -193,7 +193,7 @@ pub struct InspectionRow {
 }
 
 /// Bumped whenever a projection's shape or meaning changes: stores rebuild on open.
-pub const PROJECTION_VERSION: &str = "3";
+pub const PROJECTION_VERSION: &str = "4";
 
 /// Every row one document contributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,8 +273,7 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                 })
                 .collect();
             let visits = hh
-                .visits
-                .iter()
+                .visible_visits()
                 .map(|(vid, v)| VisitRow {
                     visit_id: *vid,
                     household_id: id,
@@ -298,8 +297,8 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                             .filter(|m| m.status == crate::records::ResidentStatus::Present)
                             .count(),
                     ),
-                    visit_count: count(hh.visits.len()),
-                    last_visit_at: hh.visits.values().map(|v| v.at).max(),
+                    visit_count: count(hh.visible_visits().count()),
+                    last_visit_at: hh.visible_visits().map(|(_, v)| v.at).max(),
                     conflict_count,
                 },
                 residents,

@@ -144,6 +144,7 @@ pub fn household(seed: u64, residents: usize, visits: usize) -> Household {
             findings: FINDINGS[rng.random_range(0..FINDINGS.len())].into(),
             photos: Default::default(),
             cases: Vec::new(),
+            author: None,
         };
         h.visits.insert(seeded_id(&mut rng), v);
     }

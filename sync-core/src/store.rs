@@ -392,6 +392,19 @@ impl Store {
             .map(|_| ())
     }
 
+    /// The rule problems of a stored record: bad values written by an older version or another
+    /// device, or made by a merge. They never block edits of other fields; each is fixed by
+    /// writing its field (`resolve`).
+    pub async fn problems(
+        &self,
+        id: DocId,
+    ) -> Result<Vec<crate::validate::ValidationError>, StoreError> {
+        let doc = self.load(id).await?;
+        crate::records::check_json(doc.header().doc_type, &doc.record_json())
+            .map(|c| c.errors)
+            .map_err(|e| StoreError::Corrupt(format!("document {id}: {e}")))
+    }
+
     /// The fields of a document that hold concurrent values.
     pub async fn conflicts(&self, id: DocId) -> Result<Vec<FieldConflict>, StoreError> {
         Ok(self.load(id).await?.conflicts())
@@ -438,6 +451,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (mut doc, chunks) = load_doc(&mut tx, id, self.newest_schema).await?;
         doc.automerge().set_actor(self.actor_id());
+        doc.set_role(self.actor().await?.role);
         let before = doc.heads();
         if !f(&mut doc)? {
             return Ok(false);

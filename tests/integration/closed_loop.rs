@@ -73,6 +73,7 @@ async fn after_photo(p: &Phone, id: DocId) {
                     gps: None,
                     size: 2048,
                     mime: "image/jpeg".into(),
+                    author: None,
                 },
             );
         })
@@ -332,10 +333,7 @@ async fn a_department_loses_a_returned_case_but_keeps_what_it_wrote() {
         Status::Returned,
         "D01 stopped receiving the case"
     );
-    d01.store
-        .update::<Case>(id, |c| c.description.push_str("（补充）"))
-        .await
-        .expect("local edit");
+    crate::harness::add_case_photo(&d01, id, 1).await;
     let report = d01.sync().await;
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     assert_eq!(report.rejected[0].1, "out_of_scope");

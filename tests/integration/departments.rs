@@ -104,11 +104,7 @@ async fn departments_a_case_leaves_see_it_leave_and_nothing_written_after() {
         .expect("edit after the re-dispatch");
     dispatcher.sync().await;
     worker.sync().await;
-    worker
-        .store
-        .update::<Case>(id, |c| c.address.push_str(" 2 单元"))
-        .await
-        .expect("worker edit");
+    crate::harness::add_case_photo(&worker, id, 2).await;
     worker.sync().await;
 
     // The lead's other phone learns the case left: returned, no longer D01's.
@@ -157,7 +153,13 @@ async fn departments_a_case_leaves_see_it_leave_and_nothing_written_after() {
     d05.sync().await;
     let c: Case = d05.store.read(id).await.expect("D05 has it");
     assert_eq!(derive(&c).lead.as_deref(), Some("D05"));
-    assert!(c.description.contains("改派后补充") && c.address.contains("2 单元"));
+    assert!(c.description.contains("改派后补充"));
+    assert!(
+        c.photos
+            .values()
+            .any(|p| p.author == Some(worker.store.device())),
+        "the worker's photo from after the re-dispatch"
+    );
 }
 
 #[tokio::test]
@@ -187,10 +189,7 @@ async fn a_clerk_row_without_a_department_reads_and_writes_nothing() {
         .await
         .expect("household");
     worker.sync().await;
-    d01.store
-        .update::<Case>(id, |c| c.description.push_str("（补充）"))
-        .await
-        .expect("local edit");
+    crate::harness::add_case_photo(&d01, id, 1).await;
     let report = d01.sync().await;
     assert_eq!(report.pulled_changes, 0, "not the town's feed: {report:?}");
     assert!(

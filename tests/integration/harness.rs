@@ -363,6 +363,7 @@ pub fn sample_case() -> gridsync_core::records::Case {
         parties: Default::default(),
         photos: Default::default(),
         events: Default::default(),
+        redactions: Default::default(),
     }
 }
 
@@ -376,5 +377,36 @@ pub fn sample_visit(worker: &str, n: usize) -> gridsync_core::records::Visit {
         findings: format!("第 {n} 次"),
         photos: Default::default(),
         cases: vec![],
+        author: None,
     }
+}
+
+/// An evidence photo reference at `stage`; `n` makes it distinct.
+pub fn sample_photo(
+    stage: gridsync_core::records::PhotoStage,
+    n: u8,
+) -> gridsync_core::records::PhotoRef {
+    gridsync_core::records::PhotoRef {
+        sha256: format!("{n:02x}").repeat(32),
+        stage,
+        taken_at: 1_760_000_000_000 + i64::from(n),
+        gps: None,
+        size: 1000 + u64::from(n),
+        mime: "image/jpeg".into(),
+        author: None,
+    }
+}
+
+/// Adds a photo to a case on `phone` (what any device that may write the case may add).
+pub async fn add_case_photo(phone: &Phone, case: gridsync_proto::DocId, n: u8) {
+    phone
+        .store
+        .update::<gridsync_core::records::Case>(case, |c| {
+            c.photos.insert(
+                gridsync_proto::RecordId::new(),
+                sample_photo(gridsync_core::records::PhotoStage::During, n),
+            );
+        })
+        .await
+        .expect("add a photo");
 }

@@ -323,7 +323,7 @@ async fn a_revoked_device_is_shut_out_at_once() {
 
 #[tokio::test]
 async fn grid_records_and_what_the_workflow_reads_are_guarded() {
-    use gridsync_core::records::{Case, CaseSource, Grid};
+    use gridsync_core::records::Grid;
     let server = TestServer::start().await;
     let a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
     let d = Phone::enroll(&server, "调度", Role::Dispatcher, &[TOWN]).await;
@@ -350,27 +350,10 @@ async fn grid_records_and_what_the_workflow_reads_are_guarded() {
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     assert_eq!(report.rejected[0].1, "header_mismatch");
 
-    // A case's source and evidence photos cannot be rewritten after the fact.
-    let mut c = crate::harness::sample_case();
-    c.source = CaseSource::Hotline12345;
-    let id = a.store.create(code(GRID_A), &c).await.expect("case");
-    a.sync().await;
-    a.store
-        .update::<Case>(id, |c| c.source = CaseSource::Inspection)
-        .await
-        .expect("local edit");
-    let report = a.sync().await;
-    let for_case: Vec<_> = report
-        .rejected
-        .iter()
-        .filter(|r| r.0 == id.to_string())
-        .collect();
-    assert_eq!(for_case.len(), 1, "{report:?}");
-    assert_eq!(for_case[0].1, "immutable_field");
     assert_eq!(
         a.store.unsynced_count().await.expect("count"),
-        2,
-        "refused work stays on the phone, still offered (the grid record and the case)"
+        1,
+        "refused work stays on the phone, still offered"
     );
 }
 

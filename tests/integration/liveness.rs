@@ -405,10 +405,7 @@ async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
         .await
         .expect("store newer case");
     a.sync().await;
-    a.store
-        .update::<gridsync_core::records::Case>(case_id, |c| c.description.push_str(" 补充"))
-        .await
-        .expect("edit the newer case");
+    crate::harness::add_case_photo(&a, case_id, 1).await;
     let h = a
         .store
         .create(code(GRID_A), &Household::new("1 号", Residence::Permanent))

@@ -14,3 +14,4 @@ mod reenroll;
 mod restore_anchor;
 mod server_cli;
 mod sync_props;
+mod trust;

@@ -53,6 +53,13 @@ enum Step {
     Upgrade {
         device: usize,
     },
+    /// A device sends a hand-built change that breaks a rule (deletes a visit, writes an
+    /// unknown field, blanks the address); the server refuses it.
+    Hostile {
+        device: usize,
+        pick: usize,
+        kind: u8,
+    },
 }
 
 fn step(devices: usize) -> impl Strategy<Value = Step> {
@@ -77,6 +84,11 @@ fn step(devices: usize) -> impl Strategy<Value = Step> {
         1 => (0..devices + 2).prop_map(|device| Step::Clone { device }),
         1 => Just(Step::FutureCase),
         1 => (0..devices + 2).prop_map(|device| Step::Upgrade { device }),
+        2 => (d.clone(), any::<usize>(), 0u8..3).prop_map(|(device, pick, kind)| Step::Hostile {
+            device,
+            pick,
+            kind
+        }),
     ]
 }
 
@@ -101,6 +113,7 @@ async fn run(devices: usize, steps: Vec<Step>) {
         phones.push(phone);
     }
     let mut visits: Vec<(DocId, RecordId)> = Vec::new();
+    let mut photos: std::collections::BTreeMap<DocId, usize> = Default::default();
     let mut created: Vec<DocId> = Vec::new();
     let mut refused: Vec<(usize, DocId)> = Vec::new();
     let mut orders = 0;
@@ -192,6 +205,7 @@ async fn run(devices: usize, steps: Vec<Step>) {
                                 findings: String::new(),
                                 photos: Default::default(),
                                 cases: vec![],
+                                author: None,
                             },
                         );
                     })
@@ -241,6 +255,7 @@ async fn run(devices: usize, steps: Vec<Step>) {
                             parties: Default::default(),
                             photos: Default::default(),
                             events: Default::default(),
+                            redactions: Default::default(),
                         },
                     )
                     .await
@@ -259,14 +274,67 @@ async fn run(devices: usize, steps: Vec<Step>) {
                     .await
                     .expect("ids");
                 if let Some(cid) = ids.get(pick % ids.len().max(1)) {
-                    p.store
-                        .update::<Case>(*cid, |c| c.description.push_str(&format!(" 补充{value}")))
-                        .await
-                        .expect("edit case");
+                    // Anyone who may write a case adds photos; its report is its reporter's.
+                    crate::harness::add_case_photo(p, *cid, value).await;
+                    *photos.entry(*cid).or_default() += 1;
                 }
             }
             Step::Sync { device } => {
                 phones[device].sync().await;
+            }
+            Step::Hostile { device, pick, kind } => {
+                let p = &phones[device];
+                let ids = p
+                    .store
+                    .doc_ids(gridsync_proto::DocType::Household, None)
+                    .await
+                    .expect("ids");
+                let Some(hid) = ids.get(pick % ids.len().max(1)).copied() else {
+                    continue;
+                };
+                if server.record(hid).await.is_none() {
+                    continue; // not on the server yet: nothing to attack
+                }
+                // Synced first, so the change depends only on what the server holds.
+                p.sync().await;
+                let before = server
+                    .storage
+                    .load(hid)
+                    .await
+                    .expect("load")
+                    .map(|mut d| d.heads());
+                let held: Household = p.store.read(hid).await.expect("read");
+                let victim = held.visits.keys().next().map(ToString::to_string);
+                let status = crate::trust::hostile_push(&server, p, hid, |am| {
+                    use automerge::transaction::Transactable;
+                    let rec = crate::trust::obj_at(am, "");
+                    match (kind, &victim) {
+                        (0, Some(v)) => {
+                            let visits = crate::trust::obj_at(am, "visits");
+                            am.delete(&visits, v.as_str()).expect("delete");
+                        }
+                        (1, _) => am.put(&rec, "hidden", "x").expect("put"),
+                        _ => am.put(&rec, "address", "").expect("put"),
+                    }
+                })
+                .await;
+                // Refused, or (when the phone still holds work of its own the server lacks) sent
+                // to the sync protocol: either way nothing of it is stored.
+                assert!(
+                    matches!(
+                        status,
+                        gridsync_proto::AckStatus::Rejected { .. }
+                            | gridsync_proto::AckStatus::NeedSync
+                    ),
+                    "a hostile change was taken: {status:?}"
+                );
+                let after = server
+                    .storage
+                    .load(hid)
+                    .await
+                    .expect("load")
+                    .map(|mut d| d.heads());
+                assert_eq!(before, after, "a hostile change was stored");
             }
         }
     }
@@ -300,6 +368,11 @@ async fn run(devices: usize, steps: Vec<Step>) {
                 .any(|r| r.doc == *id && r.reason.starts_with("out_of_scope")),
             "refused {id} is not kept and shown on its phone: {aside:?}"
         );
+    }
+    for (cid, n) in &photos {
+        let (json, _) = server.record(*cid).await.expect("case");
+        let stored = json["photos"].as_object().map_or(0, |m| m.len());
+        assert!(stored >= *n, "case {cid}: {stored} photos of {n}");
     }
     // A visit to a refused household stays with it on the phone.
     for (hid, vid) in visits

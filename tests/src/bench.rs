@@ -332,6 +332,7 @@ pub async fn sync_scenarios(quick: bool, out: &mut Map<String, Value>) -> Result
         findings: format!("第 {n} 次走访，情况正常"),
         photos: Default::default(),
         cases: Vec::new(),
+        author: None,
     };
     for (n, id) in day_docs.iter().enumerate() {
         b.update::<Household>(*id, |h| {

@@ -129,6 +129,7 @@ pub fn long_patrol(
         checkpoints: Default::default(),
         findings: Default::default(),
         photos: Default::default(),
+        redactions: Default::default(),
     };
     let mut doc =
         gridsync_core::Document::create(gridsync_proto::DocId::new(), grid, device, &patrol)?;

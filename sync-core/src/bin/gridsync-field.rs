@@ -786,6 +786,7 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                 findings,
                 photos: Default::default(),
                 cases: Vec::new(),
+                author: None,
             };
             store
                 .update::<Household>(household, |h| {
@@ -892,6 +893,7 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                                     findings: format!("第 {} 次走访", round + 1),
                                     photos: Default::default(),
                                     cases: Vec::new(),
+                                    author: None,
                                 },
                             );
                         })
@@ -1203,6 +1205,7 @@ async fn inspection_cmd(store: &Store, out: &Out, cmd: InspectionCmd) -> Result<
                 checkpoints: Default::default(),
                 findings: Default::default(),
                 photos: Default::default(),
+                redactions: Default::default(),
             };
             let id = store.create(grid, &i).await?;
             out.print(&json!({"id": id}), || format!("patrol {id} started"))
@@ -1328,6 +1331,7 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                 parties: Default::default(),
                 photos: Default::default(),
                 events: Default::default(),
+                redactions: Default::default(),
             };
             if let Some(name) = party {
                 c.parties.insert(
@@ -1475,6 +1479,7 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                 gps: None,
                 size: bytes.len() as u64,
                 mime: mime.into(),
+                author: None,
             };
             store
                 .update::<Case>(id, |c| {

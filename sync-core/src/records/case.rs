@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use gridsync_proto::{DocType, RecordId};
+use gridsync_proto::{DeviceId, DocType, RecordId};
 use serde::{Deserialize, Serialize};
 
 use super::Record;
-use super::common::{Gps, Millis, PhotoRef};
+use super::common::{Gps, Millis, PhotoRef, Redaction};
 use crate::validate::{Checker, Problem, ValidationErrors};
 
 /// Where a case came from (来源).
@@ -80,6 +80,9 @@ pub struct CaseEvent {
     /// Event-specific values (department, deadline, satisfaction, ...).
     #[serde(default)]
     pub data: BTreeMap<String, String>,
+    /// The device that added it (stamped by the core; see `crate::rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<DeviceId>,
 }
 
 /// One case. Its grid is the document's scope.
@@ -115,6 +118,9 @@ pub struct Case {
     /// The workflow event log keyed by event id (UUIDv7, so ids sort by creation time).
     #[serde(default)]
     pub events: BTreeMap<RecordId, CaseEvent>,
+    /// Entries taken out of view by a dispatcher or leader (photos, parties), keyed by id.
+    #[serde(default)]
+    pub redactions: BTreeMap<RecordId, Redaction>,
 }
 
 const PARTY_ROLES: &[&str] = &["reporter", "involved", "respondent"];
@@ -171,6 +177,11 @@ impl Record for Case {
                 c.required("kind", &e.kind, 40);
                 c.required("by", &e.by, 50);
                 c.max_len("note", &e.note, 2000);
+            });
+        }
+        for (id, r) in &self.redactions {
+            c.nested(&format!("redactions.{id}"), |c| {
+                r.check(c, &["photos", "parties"])
             });
         }
         c.finish()

@@ -1,8 +1,9 @@
 //! Small value types used by several records.
 
+use gridsync_proto::DeviceId;
 use serde::{Deserialize, Serialize};
 
-use crate::validate::Checker;
+use crate::validate::{Checker, Problem};
 
 /// A moment as milliseconds since the Unix epoch (UTC): compact in Automerge and unambiguous.
 pub type Millis = i64;
@@ -36,9 +37,7 @@ impl Gps {
         {
             c.fail(
                 &format!("{field}.acc"),
-                crate::validate::Problem::Inconsistent(
-                    "accuracy must be a non-negative number of metres",
-                ),
+                Problem::Inconsistent("accuracy must be a non-negative number of metres"),
             );
         }
     }
@@ -76,6 +75,9 @@ pub struct PhotoRef {
     pub size: u64,
     /// MIME type of the stored image.
     pub mime: String,
+    /// The device that took it (stamped by the core; see `crate::rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<DeviceId>,
 }
 
 const PHOTO_MIMES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
@@ -85,15 +87,57 @@ impl PhotoRef {
         c.sha256("sha256", &self.sha256);
         c.one_of("mime", &self.mime, PHOTO_MIMES);
         if self.size == 0 {
-            c.fail(
-                "size",
-                crate::validate::Problem::Inconsistent("a photo cannot be empty"),
-            );
+            c.fail("size", Problem::Inconsistent("a photo cannot be empty"));
         }
         if let Some(g) = &self.gps {
             g.check(c, "gps");
         }
     }
+}
+
+/// A dispatcher's or leader's note that takes an entry out of view (a visit entered on the wrong
+/// household, a photo of the wrong place): the entry itself stays in the history, and
+/// projections and lists leave it out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// The entry's path inside the record, e.g. `visits.<id>`.
+    pub target: String,
+    /// Why it was redacted.
+    pub reason: String,
+    /// When, by the redactor's clock.
+    pub at: Millis,
+    /// The redacting device (stamped by the core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<DeviceId>,
+}
+
+impl Redaction {
+    pub(crate) fn check(&self, c: &mut Checker, entries: &[&str]) {
+        c.required("reason", &self.reason, 500);
+        let names_entry = self
+            .target
+            .split_once('.')
+            .is_some_and(|(map, key)| entries.contains(&map) && !key.is_empty());
+        if !names_entry {
+            c.fail(
+                "target",
+                Problem::Inconsistent("a redaction names one entry, such as visits.<id>"),
+            );
+        }
+    }
+}
+
+/// The ids of entries of map `map` that a redaction takes out of view.
+pub fn redacted<'a>(
+    redactions: impl IntoIterator<Item = &'a Redaction>,
+    map: &str,
+) -> std::collections::BTreeSet<String> {
+    redactions
+        .into_iter()
+        .filter_map(|r| r.target.split_once('.'))
+        .filter(|(m, _)| *m == map)
+        .map(|(_, id)| id.split('.').next().unwrap_or(id).to_owned())
+        .collect()
 }
 
 /// Serde helper: a set of short strings stored as an Automerge map `{item: true}`, so two

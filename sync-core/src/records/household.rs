@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gridsync_proto::{DocId, DocType, RecordId};
+use gridsync_proto::{DeviceId, DocId, DocType, RecordId};
 use serde::{Deserialize, Serialize};
 
 use super::Record;
-use super::common::{Gps, Millis, PhotoRef, set_as_map};
+use super::common::{Gps, Millis, PhotoRef, Redaction, set_as_map};
 use crate::validate::{Checker, Problem, ValidationErrors, check_id_number};
 
 /// Residence status of a household (居住状态).
@@ -72,7 +72,8 @@ pub enum Relation {
     Other,
 }
 
-/// Whether a member still lives in the household.
+/// Whether a member still lives in the household. A member is never deleted from the archive:
+/// leaving is one of these statuses, so the history of who lived here stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResidentStatus {
@@ -82,6 +83,20 @@ pub enum ResidentStatus {
     MovedOut,
     /// 死亡: deceased (date in `status_date`).
     Deceased,
+    /// 误录: entered by mistake (never a member); kept so the history says who entered it.
+    EnteredByMistake,
+}
+
+impl ResidentStatus {
+    /// The Chinese label shown to grid workers.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResidentStatus::Present => "在住",
+            ResidentStatus::MovedOut => "迁出",
+            ResidentStatus::Deceased => "死亡",
+            ResidentStatus::EnteredByMistake => "误录",
+        }
+    }
 }
 
 /// Key-person categories (重点人群) a resident may be in.
@@ -181,7 +196,7 @@ impl Resident {
         for cat in &self.categories {
             if !KEY_CATEGORIES.contains(&cat.as_str()) {
                 c.fail(
-                    "categories",
+                    &format!("categories.{cat}"),
                     Problem::NotOneOf {
                         allowed: KEY_CATEGORIES,
                     },
@@ -196,6 +211,7 @@ impl Resident {
             (ResidentStatus::MovedOut | ResidentStatus::Deceased, None) => {
                 c.fail("status_date", Problem::Required)
             }
+            (ResidentStatus::EnteredByMistake, None) => {}
             (_, Some(d)) => c.date("status_date", d),
             _ => {}
         }
@@ -223,6 +239,9 @@ pub struct Visit {
     /// Cases this visit created.
     #[serde(default)]
     pub cases: Vec<DocId>,
+    /// The device that recorded it (stamped by the core; see `crate::rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<DeviceId>,
 }
 
 impl Visit {
@@ -255,6 +274,9 @@ pub struct Household {
     /// Visit log keyed by visit id.
     #[serde(default)]
     pub visits: BTreeMap<RecordId, Visit>,
+    /// Entries taken out of view by a dispatcher or leader, keyed by redaction id.
+    #[serde(default)]
+    pub redactions: BTreeMap<RecordId, Redaction>,
 }
 
 impl Household {
@@ -266,14 +288,24 @@ impl Household {
             flags: BTreeSet::new(),
             members: BTreeMap::new(),
             visits: BTreeMap::new(),
+            redactions: BTreeMap::new(),
         }
     }
 
-    /// The member recorded as head of household, if any.
+    /// The member recorded as head of household, if any (a head who left or was entered by
+    /// mistake is not the head).
     pub fn head(&self) -> Option<(&RecordId, &Resident)> {
         self.members
             .iter()
-            .find(|(_, m)| m.relation == Relation::Head)
+            .find(|(_, m)| m.relation == Relation::Head && m.status == ResidentStatus::Present)
+    }
+
+    /// The visits not redacted, in id (time) order.
+    pub fn visible_visits(&self) -> impl Iterator<Item = (&RecordId, &Visit)> {
+        let hidden = super::common::redacted(self.redactions.values(), "visits");
+        self.visits
+            .iter()
+            .filter(move |(id, _)| !hidden.contains(&id.to_string()))
     }
 }
 
@@ -286,7 +318,7 @@ impl Record for Household {
         for f in &self.flags {
             if !HOUSEHOLD_FLAGS.contains(&f.as_str()) {
                 c.fail(
-                    "flags",
+                    &format!("flags.{f}"),
                     Problem::NotOneOf {
                         allowed: HOUSEHOLD_FLAGS,
                     },
@@ -298,6 +330,11 @@ impl Record for Household {
         }
         for (id, v) in &self.visits {
             c.nested(&format!("visits.{id}"), |c| v.check(c));
+        }
+        for (id, r) in &self.redactions {
+            c.nested(&format!("redactions.{id}"), |c| {
+                r.check(c, &["visits", "members"])
+            });
         }
         c.finish()
     }

@@ -7,7 +7,7 @@ use gridsync_proto::{DocId, DocType, RecordId};
 use serde::{Deserialize, Serialize};
 
 use super::Record;
-use super::common::{Gps, Millis, PhotoRef};
+use super::common::{Gps, Millis, PhotoRef, Redaction};
 use crate::validate::{Checker, Problem, ValidationErrors};
 
 /// One point of the patrol's GPS track.
@@ -77,6 +77,9 @@ pub struct Inspection {
     /// Photos keyed by id.
     #[serde(default)]
     pub photos: BTreeMap<RecordId, PhotoRef>,
+    /// Entries taken out of view by a dispatcher or leader, keyed by redaction id.
+    #[serde(default)]
+    pub redactions: BTreeMap<RecordId, Redaction>,
 }
 
 impl Record for Inspection {
@@ -115,6 +118,11 @@ impl Record for Inspection {
         }
         for (id, p) in &self.photos {
             c.nested(&format!("photos.{id}"), |c| p.check(c));
+        }
+        for (id, r) in &self.redactions {
+            c.nested(&format!("redactions.{id}"), |c| {
+                r.check(c, &["checkpoints", "findings", "photos"]);
+            });
         }
         c.finish()
     }

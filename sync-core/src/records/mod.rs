@@ -13,7 +13,7 @@ mod household;
 mod inspection;
 
 pub use case::{Case, CaseEvent, CaseSource, Party, Urgency};
-pub use common::{Gps, Millis, PhotoRef, PhotoStage, set_as_map};
+pub use common::{Gps, Millis, PhotoRef, PhotoStage, Redaction, redacted, set_as_map};
 pub use grid::{Grid, RosterEntry, polygon_contains};
 pub use household::{
     HOUSEHOLD_FLAGS, Household, KEY_CATEGORIES, Relation, Residence, Resident, ResidentStatus,
@@ -25,7 +25,7 @@ use gridsync_proto::DocType;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::validate::ValidationErrors;
+use crate::validate::{ValidationError, ValidationErrors};
 
 /// A record that is stored as one Automerge document.
 pub trait Record: Serialize + DeserializeOwned + Clone {
@@ -46,5 +46,52 @@ pub fn text_fields(doc_type: DocType) -> &'static [&'static str] {
         DocType::Household => Household::TEXT_FIELDS,
         DocType::Inspection => Inspection::TEXT_FIELDS,
         DocType::Case => Case::TEXT_FIELDS,
+    }
+}
+
+/// A record read from its JSON as its type's schema sees it.
+#[derive(Debug, Clone)]
+pub struct CheckedJson {
+    /// The typed record written back as JSON: fields the schema does not know are gone.
+    pub typed: serde_json::Value,
+    /// Every validation problem of the record (empty when valid).
+    pub errors: Vec<ValidationError>,
+}
+
+/// Why record JSON does not fit its type's schema: the field path and what serde found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{path}` does not fit the schema: {reason}")]
+pub struct SchemaMismatch {
+    /// The field path.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Reads record JSON of `doc_type` into its typed record and validates it, for code that
+/// handles documents of any type (the server's merge, the phone's list of problems).
+pub fn check_json(
+    doc_type: DocType,
+    json: &serde_json::Value,
+) -> Result<CheckedJson, SchemaMismatch> {
+    fn typed<R: Record>(json: &serde_json::Value) -> Result<CheckedJson, SchemaMismatch> {
+        let record: R = serde_path_to_error::deserialize(json).map_err(|e| SchemaMismatch {
+            path: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+        let typed = serde_json::to_value(&record).map_err(|e| SchemaMismatch {
+            path: String::new(),
+            reason: e.to_string(),
+        })?;
+        Ok(CheckedJson {
+            typed,
+            errors: record.validate().err().map(|e| e.0).unwrap_or_default(),
+        })
+    }
+    match doc_type {
+        DocType::Grid => typed::<Grid>(json),
+        DocType::Household => typed::<Household>(json),
+        DocType::Inspection => typed::<Inspection>(json),
+        DocType::Case => typed::<Case>(json),
     }
 }

@@ -69,6 +69,7 @@ pub fn new_event(
             after: log_heads(case),
             note: note.to_owned(),
             data,
+            author: None,
         },
     )
 }

@@ -107,6 +107,7 @@ fn concurrent_additions_to_maps_keep_both() {
         findings: String::new(),
         photos: Default::default(),
         cases: vec![],
+        author: None,
     };
     a.update::<Household>(|h| {
         h.visits.insert(rid(10), visit("周网格"));
@@ -192,7 +193,9 @@ fn resolving_with_an_invalid_value_is_refused() {
 #[test]
 fn concurrent_description_edits_merge_as_text() {
     let mut a = Document::create(DocId::new(), grid(), device(1), &case()).expect("create");
+    // The reporter and the town centre's dispatcher both edit the description.
     let mut b = fork(&mut a, 2);
+    b.set_role(gridsync_core::workflow::Role::Dispatcher);
     a.update::<Case>(|c| c.description = "紧急：3 幢 2 单元楼道灯不亮".into())
         .expect("a");
     b.update::<Case>(|c| c.description = "3 幢 2 单元楼道灯不亮，老人夜间摔倒".into())
@@ -258,9 +261,14 @@ fn list_appends_from_two_replicas_keep_both() {
         checkpoints: Default::default(),
         findings: Default::default(),
         photos: Default::default(),
+        redactions: Default::default(),
     };
     let mut a = Document::create(DocId::new(), grid(), device(1), &insp).expect("create");
-    let mut b = fork(&mut a, 2);
+    // A patrol is its worker's alone: the second replica is a copy of the same phone's store,
+    // writing under a fresh actor of the same device.
+    let mut b = Document::load(&a.save()).expect("reload");
+    b.automerge()
+        .set_actor(gridsync_core::document::fresh_actor(device(1)));
     a.update::<Inspection>(|i| {
         i.track.push(TrackPoint {
             at: 2,

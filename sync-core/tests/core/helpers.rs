@@ -45,5 +45,6 @@ pub fn case() -> Case {
         parties: Default::default(),
         photos: Default::default(),
         events: Default::default(),
+        redactions: Default::default(),
     }
 }

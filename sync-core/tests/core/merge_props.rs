@@ -94,6 +94,7 @@ proptest! {
                             findings: String::new(),
                             photos: Default::default(),
                             cases: vec![],
+                            author: None,
                         });
                     }).expect("add visit");
                 }

@@ -57,7 +57,7 @@ fn household_flags_and_members() {
         p,
         vec![
             (
-                "flags".to_owned(),
+                "flags.vip".to_owned(),
                 Problem::NotOneOf {
                     allowed: gridsync_core::records::HOUSEHOLD_FLAGS
                 }
@@ -71,7 +71,7 @@ fn household_flags_and_members() {
                 Problem::IdNumberMismatch { with: "gender" }
             ),
             (
-                format!("members.{head}.categories"),
+                format!("members.{head}.categories.unknown"),
                 Problem::NotOneOf {
                     allowed: gridsync_core::records::KEY_CATEGORIES
                 }
@@ -104,6 +104,7 @@ fn inspection_times_track_and_checkpoints() {
         .into(),
         findings: Default::default(),
         photos: Default::default(),
+        redactions: Default::default(),
     };
     let fields: Vec<String> = problems(&i).into_iter().map(|(f, _)| f).collect();
     assert_eq!(
@@ -149,6 +150,7 @@ fn case_codes_parties_and_photos() {
             }),
             size: 0,
             mime: "image/heic".into(),
+            author: None,
         },
     );
     let fields: Vec<String> = problems(&c).into_iter().map(|(f, _)| f).collect();

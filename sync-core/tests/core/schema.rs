@@ -39,10 +39,12 @@ fn full_household() -> Household {
                     gps: None,
                     size: 123_456,
                     mime: "image/jpeg".into(),
+                    author: None,
                 },
             )]
             .into(),
             cases: vec![doc_id(9)],
+            author: None,
         },
     );
     h
@@ -93,6 +95,7 @@ fn document_schema_snapshots() {
         .into(),
         findings: Default::default(),
         photos: Default::default(),
+        redactions: Default::default(),
     };
     let mut c = case();
     c.events.insert(
@@ -106,6 +109,7 @@ fn document_schema_snapshots() {
             after: vec![],
             note: String::new(),
             data: Default::default(),
+            author: None,
         },
     );
     let docs = [

@@ -148,6 +148,7 @@ async fn many_writes_compact_and_still_load() {
                         findings: format!("第 {i} 次"),
                         photos: Default::default(),
                         cases: vec![],
+                        author: None,
                     },
                 );
             })
@@ -216,6 +217,8 @@ async fn two_phones_exchange_documents_and_agree() {
     a.update::<Case>(id, |c| c.title = "楼道灯坏了".into())
         .await
         .expect("a edits");
+    // Only the reporter and the town centre edit a case's report: b is the dispatcher.
+    b.set_meta("role", "dispatcher").await.expect("role");
     b.update::<Case>(id, |c| c.urgency = gridsync_core::records::Urgency::Urgent)
         .await
         .expect("b edits");

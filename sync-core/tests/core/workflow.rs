@@ -61,6 +61,7 @@ fn with_after_photo(mut c: Case) -> Case {
             gps: None,
             size: 1000,
             mime: "image/jpeg".into(),
+            author: None,
         },
     );
     c
