@@ -6,7 +6,7 @@
 //! record readable; otherwise nothing of that document is stored.
 
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change, ChangeHash, ReadDoc};
 use gridsync_core::Document;
 use gridsync_core::document::{DocError, device_of};
 use gridsync_core::projection::project;
@@ -41,6 +41,24 @@ fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
         message: message.into(),
         diverged_actor: None,
     }
+}
+
+/// Bounds on what one push may cost the server, checked before the expensive work wherever
+/// the push can be measured first (operation counts are known once change bytes are parsed,
+/// before anything is applied). Each has its own rejection code.
+pub mod cost {
+    use std::time::Duration;
+
+    /// Operations in one change (`too_many_ops`). An honest edit is a few dozen; a long
+    /// patrol appends one point (4 operations) per change.
+    pub const MAX_OPS_PER_CHANGE: usize = 20_000;
+    /// Operations in a document after the push (`document_too_large`): the memory bound, as
+    /// Automerge holds every operation in memory while merging (see BENCHMARKS.md for the
+    /// measured bytes per operation). A household with 3 residents and 24 visits is about
+    /// 1,500; a 30,000-point patrol about 120,000.
+    pub const MAX_DOC_OPS: u64 = 200_000;
+    /// Wall time one push may take (`push_too_slow`); checked between the phases of a merge.
+    pub const PUSH_TIME_BUDGET: Duration = Duration::from_secs(10);
 }
 
 /// What merging one push produced.
@@ -224,7 +242,18 @@ fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
-            Change::from_bytes(bytes.to_vec()).map_err(|e| {
+            // A compressed chunk could inflate far past the request's size limit while being
+            // parsed; phones send changes uncompressed (the request is small already).
+            if bytes.get(8) == Some(&COMPRESSED_CHANGE_CHUNK) {
+                return Err(reject(
+                    "bad_change",
+                    format!(
+                        "change #{i} of document {} is compressed; send it raw",
+                        push.doc
+                    ),
+                ));
+            }
+            let change = Change::from_bytes(bytes.to_vec()).map_err(|e| {
                 reject(
                     "bad_change",
                     format!(
@@ -232,7 +261,20 @@ fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
                         push.doc
                     ),
                 )
-            })
+            })?;
+            if change.len() > cost::MAX_OPS_PER_CHANGE {
+                return Err(reject(
+                    "too_many_ops",
+                    format!(
+                        "change #{i} of document {} has {} operations; at most {} are taken in \
+                         one change",
+                        push.doc,
+                        change.len(),
+                        cost::MAX_OPS_PER_CHANGE
+                    ),
+                ));
+            }
+            Ok(change)
         })
         .collect::<Result<_, _>>()?;
     // The same change twice in one push is harmless; store it once.
@@ -240,6 +282,51 @@ fn decode_changes(push: &DocPush) -> Result<Vec<Change>, Rejection> {
         .into_iter()
         .filter(|c| seen.insert(c.hash()))
         .collect())
+}
+
+/// The chunk type byte (after 4 magic and 4 checksum bytes) of a DEFLATE-compressed change.
+const COMPRESSED_CHANGE_CHUNK: u8 = 2;
+
+fn ops_in(changes: &[Change]) -> u64 {
+    changes.iter().map(|c| c.len() as u64).sum()
+}
+
+/// Refuses a push that would take the document past [`cost::MAX_DOC_OPS`].
+fn check_doc_ops(
+    doc_id: gridsync_proto::DocId,
+    current: u64,
+    adding: u64,
+) -> Result<(), Rejection> {
+    if current + adding > cost::MAX_DOC_OPS {
+        return Err(reject(
+            "document_too_large",
+            format!(
+                "document {doc_id} would hold {} operations (it has {current}); a document holds \
+                 at most {}: split what grows without bound (one inspection per patrol)",
+                current + adding,
+                cost::MAX_DOC_OPS
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a push that has used up [`cost::PUSH_TIME_BUDGET`] (checked between phases).
+fn check_time(
+    doc_id: gridsync_proto::DocId,
+    started: std::time::Instant,
+    phase: &str,
+) -> Result<(), Rejection> {
+    if started.elapsed() > cost::PUSH_TIME_BUDGET {
+        return Err(reject(
+            "push_too_slow",
+            format!(
+                "merging document {doc_id} took longer than {} s ({phase}); send smaller changes",
+                cost::PUSH_TIME_BUDGET.as_secs()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn doc_error(e: DocError) -> Rejection {
@@ -296,6 +383,7 @@ fn merge_push_checked(
     if let Some(msg) = &push.sync {
         return merge_sync_message(existing, device, push, msg, dept_member);
     }
+    let started = std::time::Instant::now();
     let changes = decode_changes(push)?;
     let created = existing.is_none();
     let mut doc = match existing {
@@ -305,6 +393,7 @@ fn merge_push_checked(
         }
         None => {
             // Build the document from the pushed changes alone; its header must be among them.
+            check_doc_ops(push.doc, 0, ops_in(&changes))?;
             let mut am = AutoCommit::new();
             am.apply_changes(changes.clone())
                 .map_err(|e| reject("bad_change", e.to_string()))?;
@@ -326,8 +415,10 @@ fn merge_push_checked(
                 ));
             }
             check_new_changes(device, &changes)?;
+            check_time(push.doc, started, "applying")?;
             project(&doc).map_err(doc_error)?;
             judge_push(&empty_record(), &doc, device)?;
+            check_time(push.doc, started, "checking")?;
             return Ok(Merged::Stored {
                 doc: Box::new(doc),
                 new_changes: changes,
@@ -342,6 +433,11 @@ fn merge_push_checked(
         .collect();
     check_new_changes(device, &new_changes)?;
     if !new_changes.is_empty() {
+        check_doc_ops(
+            push.doc,
+            doc.automerge().stats().num_ops,
+            ops_in(&new_changes),
+        )?;
         let before = doc.record_json();
         doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
         if !doc.automerge().get_missing_deps(&[]).is_empty() {
@@ -353,8 +449,10 @@ fn merge_push_checked(
                 sync_reply: reply.map(Message::encode),
             });
         }
+        check_time(push.doc, started, "applying")?;
         project(&doc).map_err(doc_error)?;
         judge_push(&before, &doc, device)?;
+        check_time(push.doc, started, "checking")?;
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),
@@ -394,6 +492,18 @@ fn merge_sync_message(
         })?;
     let new_changes: Vec<Change> = am.get_changes(&before);
     check_new_changes(device, &new_changes)?;
+    // A sync message's changes are parsed only as it is received; its bounds are checked
+    // right after, before anything is projected, judged or stored.
+    if let Some(c) = new_changes
+        .iter()
+        .find(|c| c.len() > cost::MAX_OPS_PER_CHANGE)
+    {
+        return Err(reject(
+            "too_many_ops",
+            format!("change {} has {} operations", c.hash(), c.len()),
+        ));
+    }
+    check_doc_ops(push.doc, am.stats().num_ops, 0)?;
     let reply = am
         .sync()
         .generate_sync_message(&mut state)

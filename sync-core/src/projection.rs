@@ -422,8 +422,18 @@ pub async fn store_sqlite(
     doc: &Document,
 ) -> Result<(), ProjectionError> {
     let rows = project(doc)?;
-    let id = doc.id().to_string();
-    for sql in clear_statements(doc.header().doc_type) {
+    store_rows_sqlite(conn, doc.header(), rows).await
+}
+
+/// Replaces the projection rows of one document with `rows` (made by [`project`] beforehand,
+/// so a writer holding a lock does only the SQL).
+pub async fn store_rows_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    header: &gridsync_proto::DocHeader,
+    rows: Projection,
+) -> Result<(), ProjectionError> {
+    let id = header.id.to_string();
+    for sql in clear_statements(header.doc_type) {
         sqlx::query(*sql).bind(&id).execute(&mut *conn).await?;
     }
     match rows {

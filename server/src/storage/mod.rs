@@ -19,16 +19,15 @@ use automerge::ChangeHash;
 use gridsync_core::Document;
 use gridsync_core::clock::now_ms;
 use gridsync_core::projection::{CaseRow, GridRow, HouseholdRow, PROJECTION_VERSION, ResidentRow};
-use gridsync_proto::{
-    AckStatus, DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash,
-};
+use gridsync_proto::{DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLevel, Hash};
 use serde_bytes::ByteBuf;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
-use crate::auth::{Device, Role, check_enrollment, department_scope, join_scopes};
-use crate::merge::{Merged, merge_push};
+use crate::auth::{Device, Role, check_enrollment, join_scopes};
+
+mod commit;
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.
 pub const SNAPSHOT_AFTER: i64 = 64;
@@ -439,6 +438,9 @@ pub struct SqliteStorage {
     // Merges are serialised in-process (SQLite has one writer anyway); the counter row update
     // at the start of each merge does the same across processes.
     write_lock: std::sync::Arc<Mutex<()>>,
+    // The Automerge work of merges runs outside the write lock, on the blocking pool, at most
+    // this many at once (one per core), so a costly push holds one core, not the server.
+    merge_cpu: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
@@ -505,13 +507,20 @@ fn parse_device(row: &sqlx::sqlite::SqliteRow) -> Result<Device, StorageError> {
     })
 }
 
-async fn load_doc(
+/// A stored document's bytes (snapshot and the change chunks after it), how many changes it
+/// has gathered since its snapshot, and its version (`last_seq`, moved by every merge of it).
+struct StoredBytes {
+    bytes: Vec<u8>,
+    pending: i64,
+    version: i64,
+}
+
+async fn load_bytes(
     conn: &mut SqliteConnection,
     id: DocId,
-    newest_schema: u32,
-) -> Result<Option<(Document, i64)>, StorageError> {
+) -> Result<Option<StoredBytes>, StorageError> {
     let Some(row) =
-        sqlx::query("SELECT snapshot, snapshot_seq, pending FROM docs WHERE doc_id = $1")
+        sqlx::query("SELECT snapshot, snapshot_seq, pending, last_seq FROM docs WHERE doc_id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *conn)
             .await?
@@ -535,9 +544,30 @@ async fn load_doc(
             bytes.extend_from_slice(&c);
         }
     }
-    let doc = Document::load_upto(&bytes, newest_schema)
-        .map_err(|e| StorageError::Corrupt(format!("document {id}: {e}")))?;
-    Ok(Some((doc, pending)))
+    Ok(Some(StoredBytes {
+        bytes,
+        pending,
+        version: row.try_get("last_seq")?,
+    }))
+}
+
+fn decode_doc(id: DocId, bytes: &[u8], newest_schema: u32) -> Result<Document, StorageError> {
+    Document::load_upto(bytes, newest_schema)
+        .map_err(|e| StorageError::Corrupt(format!("document {id}: {e}")))
+}
+
+async fn load_doc(
+    conn: &mut SqliteConnection,
+    id: DocId,
+    newest_schema: u32,
+) -> Result<Option<(Document, i64)>, StorageError> {
+    match load_bytes(conn, id).await? {
+        Some(stored) => Ok(Some((
+            decode_doc(id, &stored.bytes, newest_schema)?,
+            stored.pending,
+        ))),
+        None => Ok(None),
+    }
 }
 
 impl SqliteStorage {
@@ -560,6 +590,9 @@ impl SqliteStorage {
             pool,
             newest_schema: gridsync_core::document::SCHEMA_VERSION,
             write_lock: std::sync::Arc::new(Mutex::new(())),
+            merge_cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            )),
         };
         storage.backfill_chain().await?;
         // Projections are derived data: when their definition changed, recompute them.
@@ -664,308 +697,13 @@ impl SqliteStorage {
     }
 }
 
-/// The newest entry of the change log while a merge appends to it: the sequence counter (also
-/// advanced by whole-document feed rows) and the newest change's chain hash.
-struct LogTip {
-    seq: i64,
-    chain: [u8; 32],
-}
-
-impl LogTip {
-    /// Reads the chain tip; `seq` is the counter the caller has just locked.
-    async fn read(conn: &mut SqliteConnection, seq: i64) -> Result<Self, StorageError> {
-        let chain = chain_tip(conn).await?.map_or(CHAIN_START, |(_, c)| c);
-        Ok(Self { seq, chain })
-    }
-}
-
-async fn store_merged(
-    tx: &mut SqliteConnection,
-    device: &Device,
-    doc: &mut Document,
-    new_changes: &[automerge::Change],
-    created: bool,
-    pending_before: i64,
-    tip: &mut LogTip,
-) -> Result<(), StorageError> {
-    let LogTip { seq, chain } = tip;
-    let id = doc.id().to_string();
-    let scope = doc.header().scope.clone();
-    let levels = scope_levels(&scope);
-    for c in new_changes {
-        *seq += 1;
-        let bytes = c.raw_bytes();
-        *chain = chain_next(chain, *seq, &c.hash().0);
-        sqlx::query(
-            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(*seq)
-        .bind(&id)
-        .bind(c.hash().0.to_vec())
-        .bind(device.id.to_string())
-        .bind(bytes.to_vec())
-        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-        .bind(chain.to_vec())
-        .bind(c.actor_id().to_hex_string())
-        .execute(&mut *tx)
-        .await?;
-        for level in &levels {
-            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
-                .bind(level)
-                .bind(*seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    let heads = heads_to_bytes(&doc.heads());
-    let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
-    if created {
-        let h = doc.header().clone();
-        sqlx::query(
-            "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, snapshot_seq, heads, last_seq, pending) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
-        )
-        .bind(&id)
-        .bind(h.doc_type.as_str())
-        .bind(h.scope.as_str())
-        .bind(h.creator.to_string())
-        .bind(doc.save())
-        .bind(*seq)
-        .bind(heads)
-        .bind(*seq)
-        .execute(&mut *tx)
-        .await?;
-    } else if pending > SNAPSHOT_AFTER {
-        // The snapshot covers every change up to `seq`; the change rows stay (they are the
-        // history and the feed), only loading gets cheaper.
-        sqlx::query(
-            "UPDATE docs SET snapshot = $1, snapshot_seq = $2, heads = $3, last_seq = $2, pending = 0 \
-             WHERE doc_id = $4",
-        )
-        .bind(doc.save())
-        .bind(*seq)
-        .bind(heads)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    } else {
-        sqlx::query("UPDATE docs SET heads = $1, last_seq = $2, pending = $3 WHERE doc_id = $4")
-            .bind(heads)
-            .bind(*seq)
-            .bind(pending)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    update_departments(tx, doc, new_changes.len(), seq).await?;
-    gridsync_core::projection::store_sqlite(tx, doc).await?;
-    Ok(())
-}
-
-/// Keeps a case's department membership and the departments' feeds current: departments that
-/// stay get the new changes, departments that join get the whole document at a fresh sequence
-/// number, departments that leave get the changes of this merge (the ones that took the case
-/// away from them, so their phones see it returned or re-dispatched) and nothing after.
-async fn update_departments(
-    tx: &mut SqliteConnection,
-    doc: &Document,
-    new_changes: usize,
-    seq: &mut i64,
-) -> Result<(), StorageError> {
-    if doc.header().doc_type != gridsync_proto::DocType::Case {
-        return Ok(());
-    }
-    let id = doc.id().to_string();
-    let town = doc.header().scope.town();
-    let case: gridsync_core::records::Case = doc
-        .read()
-        .map_err(|e| StorageError::Corrupt(format!("case {id}: {e}")))?;
-    let state = case.state();
-    let now: std::collections::BTreeSet<String> = match &state.lead {
-        Some(lead) => std::iter::once(lead.clone())
-            .chain(state.co.iter().cloned())
-            .collect(),
-        None => Default::default(),
-    };
-    let before: std::collections::BTreeSet<String> =
-        sqlx::query_scalar("SELECT dept FROM case_departments WHERE doc_id = $1")
-            .bind(&id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-    let n = i64::try_from(new_changes).unwrap_or(0);
-    // This merge's changes, before joining departments take fresh sequence numbers.
-    let merged = (*seq - n + 1)..=*seq;
-    for dept in now.intersection(&before).chain(before.difference(&now)) {
-        for s in merged.clone() {
-            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
-                .bind(department_scope(dept, &town))
-                .bind(s)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    for dept in now.difference(&before) {
-        *seq += 1;
-        sqlx::query("INSERT INTO scope_feed (scope, seq, full_doc) VALUES ($1, $2, $3)")
-            .bind(department_scope(dept, &town))
-            .bind(*seq)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO case_departments (doc_id, dept) VALUES ($1, $2)")
-            .bind(&id)
-            .bind(dept)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for dept in before.difference(&now) {
-        sqlx::query("DELETE FROM case_departments WHERE doc_id = $1 AND dept = $2")
-            .bind(&id)
-            .bind(dept)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
 impl Storage for SqliteStorage {
     async fn merge(
         &self,
         device: &Device,
         pushes: &[DocPush],
     ) -> Result<MergeOutcome, StorageError> {
-        let mut outcome = MergeOutcome::default();
-        if pushes.is_empty() {
-            return Ok(outcome);
-        }
-        let _guard = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        // Writing the counter first takes the write lock before anything is read.
-        let seq: i64 =
-            sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
-                .fetch_one(&mut *tx)
-                .await?;
-        let start_seq = seq;
-        let mut tip = LogTip::read(&mut tx, seq).await?;
-        for push in pushes {
-            let existing = match load_doc(&mut tx, push.doc, self.newest_schema).await {
-                Ok(existing) => existing,
-                Err(StorageError::Corrupt(why)) => {
-                    // One stored document this build cannot read (a newer schema written
-                    // during a rolling upgrade, damage) refuses pushes to it, not the request:
-                    // the device sets it aside and the rest of its work goes on.
-                    tracing::error!(doc = %push.doc, %why, "stored document unreadable");
-                    outcome.acks.push(DocAck {
-                        doc: push.doc,
-                        status: AckStatus::Rejected {
-                            code: "unreadable_on_server".into(),
-                            message: format!(
-                                "the server cannot read its copy of document {}; it is kept \
-                                 and will be merged once the server is upgraded or repaired",
-                                push.doc
-                            ),
-                        },
-                    });
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let pending = existing.as_ref().map_or(0, |(_, p)| *p);
-            // A clerk's device without a department is a member of nothing, so `may_write`
-            // refuses all its writes.
-            let dept_member = match device.writes_for_department() {
-                Some(dept) => {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT COUNT(*) FROM case_departments WHERE doc_id = $1 AND dept = $2",
-                    )
-                    .bind(push.doc.to_string())
-                    .bind(dept)
-                    .fetch_one(&mut *tx)
-                    .await?
-                        > 0
-                }
-                None => false,
-            };
-            let status = match merge_push(existing.map(|(d, _)| d), device, push, dept_member) {
-                Err(rejection) => {
-                    tracing::info!(doc = %push.doc, device = %device.id, code = rejection.code, "push rejected");
-                    if let Some(actor) = &rejection.diverged_actor {
-                        sqlx::query(
-                            "INSERT INTO retired_actors (actor, device, retired_at) \
-                             VALUES ($1, $2, $3) ON CONFLICT (actor) DO NOTHING",
-                        )
-                        .bind(actor.to_hex_string())
-                        .bind(device.id.to_string())
-                        .bind(now_ms())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    AckStatus::Rejected {
-                        code: rejection.code.to_owned(),
-                        message: rejection.message,
-                    }
-                }
-                Ok(Merged::NeedSync { sync_reply }) => {
-                    outcome.sync_replies.push(DocPull {
-                        doc: push.doc,
-                        changes: Vec::new(),
-                        heads: Vec::new(),
-                        sync: sync_reply.map(ByteBuf::from),
-                    });
-                    AckStatus::NeedSync
-                }
-                Ok(Merged::Stored {
-                    mut doc,
-                    new_changes,
-                    created,
-                    sync_reply,
-                }) => {
-                    if created || !new_changes.is_empty() {
-                        store_merged(
-                            &mut tx,
-                            device,
-                            &mut doc,
-                            &new_changes,
-                            created,
-                            pending,
-                            &mut tip,
-                        )
-                        .await?;
-                    }
-                    let heads: Vec<Hash> = doc.heads().iter().map(|h| h.0).collect();
-                    if let Some(reply) = sync_reply {
-                        outcome.sync_replies.push(DocPull {
-                            doc: push.doc,
-                            changes: Vec::new(),
-                            heads: heads.clone(),
-                            sync: Some(ByteBuf::from(reply)),
-                        });
-                    }
-                    let mut pushed = push.heads.clone();
-                    pushed.sort();
-                    let mut sorted = heads.clone();
-                    sorted.sort();
-                    AckStatus::Stored {
-                        heads: (sorted != pushed).then_some(heads),
-                    }
-                }
-            };
-            outcome.acks.push(DocAck {
-                doc: push.doc,
-                status,
-            });
-        }
-        if tip.seq != start_seq {
-            sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
-                .bind(tip.seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(outcome)
+        commit::merge(self, device, pushes).await
     }
 
     async fn pull(
@@ -1504,8 +1242,10 @@ impl Storage for SqliteStorage {
             department: None,
         };
         let changes = doc.changes_since(&[]);
-        let mut tip = LogTip::read(&mut tx, seq).await?;
-        store_merged(&mut tx, &device, &mut doc, &changes, true, 0, &mut tip).await?;
+        let mut tip = commit::LogTip::read(&mut tx, seq).await?;
+        let ready = commit::Ready::new(doc, changes, true, 0)?;
+        commit::store_merged(&mut tx, &device, &ready, &mut tip).await?;
+        let doc = ready.doc;
         sqlx::query("INSERT INTO intake_orders (source, order_no, doc_id) VALUES ($1, $2, $3)")
             .bind(source)
             .bind(order_no)

@@ -1,0 +1,464 @@
+//! The merge path of [`SqliteStorage`]: the Automerge work of every push (load, apply, judge,
+//! project, snapshot) runs first, outside the write lock and on the blocking pool, in parallel
+//! with other devices' pushes; then one short transaction under the lock writes what it made.
+//!
+//! **Invariant:** what is committed was merged on the state it is committed over. Each
+//! prepared push remembers the version (`docs.last_seq`) it was merged on; under the lock the
+//! version is read again, and a document another push changed in between is merged again
+//! there (rare: two devices pushing the same document at the same instant).
+
+use automerge::Change;
+use gridsync_core::Document;
+use gridsync_core::clock::now_ms;
+use gridsync_core::projection::{Projection, project};
+use gridsync_proto::{AckStatus, DocAck, DocPull, DocPush, Hash};
+use serde_bytes::ByteBuf;
+use sqlx::SqliteConnection;
+
+use super::{
+    CHAIN_START, MergeOutcome, SNAPSHOT_AFTER, SqliteStorage, StorageError, StoredBytes,
+    chain_next, chain_tip, decode_doc, heads_to_bytes, load_bytes, scope_levels,
+};
+use crate::auth::{Device, department_scope};
+use crate::merge::{Merged, Rejection, merge_push};
+
+/// The newest entry of the change log while a merge appends to it: the sequence counter (also
+/// advanced by whole-document feed rows) and the newest change's chain hash.
+pub(super) struct LogTip {
+    pub(super) seq: i64,
+    chain: [u8; 32],
+}
+
+impl LogTip {
+    /// Reads the chain tip; `seq` is the counter the caller has just locked.
+    pub(super) async fn read(conn: &mut SqliteConnection, seq: i64) -> Result<Self, StorageError> {
+        let chain = chain_tip(conn).await?.map_or(CHAIN_START, |(_, c)| c);
+        Ok(Self { seq, chain })
+    }
+}
+
+/// A merged document with everything its commit writes already computed.
+pub(super) struct Ready {
+    pub(super) doc: Document,
+    new_changes: Vec<Change>,
+    created: bool,
+    pending_before: i64,
+    heads: Vec<automerge::ChangeHash>,
+    /// A fresh snapshot, when the document is new or has gathered enough changes.
+    snapshot: Option<Vec<u8>>,
+    rows: Projection,
+    /// For a case: the departments holding it now (lead and co-departments).
+    departments: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Ready {
+    /// Does the Automerge work of a commit: heads, snapshot, projection rows, departments.
+    pub(super) fn new(
+        mut doc: Document,
+        new_changes: Vec<Change>,
+        created: bool,
+        pending_before: i64,
+    ) -> Result<Self, StorageError> {
+        let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
+        let snapshot = (created || pending > SNAPSHOT_AFTER).then(|| doc.save());
+        let rows = project(&doc).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let departments = match &rows {
+            Projection::Case { .. } => {
+                let case: gridsync_core::records::Case = doc
+                    .read()
+                    .map_err(|e| StorageError::Corrupt(format!("case {}: {e}", doc.id())))?;
+                let state = case.state();
+                Some(match state.lead {
+                    Some(lead) => std::iter::once(lead).chain(state.co).collect(),
+                    None => Default::default(),
+                })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            heads: doc.heads(),
+            doc,
+            new_changes,
+            created,
+            pending_before,
+            snapshot,
+            rows,
+            departments,
+        })
+    }
+}
+
+/// What the first phase made of one push.
+enum Outcome {
+    /// The server's copy does not load (a newer schema during a rolling upgrade, damage).
+    Unreadable(String),
+    Rejected(Rejection),
+    NeedSync(Option<Vec<u8>>),
+    Stored {
+        ready: Box<Ready>,
+        sync_reply: Option<Vec<u8>>,
+    },
+}
+
+/// One push merged outside the lock, with the document version it was merged on.
+struct Prepared {
+    version: Option<i64>,
+    outcome: Outcome,
+}
+
+/// Whether the department-bound device is a member of the case now.
+async fn dept_member(
+    conn: &mut SqliteConnection,
+    device: &Device,
+    push: &DocPush,
+) -> Result<bool, StorageError> {
+    // A clerk's device without a department is a member of nothing, so `may_write` refuses
+    // all its writes.
+    Ok(match device.writes_for_department() {
+        Some(dept) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM case_departments WHERE doc_id = $1 AND dept = $2",
+            )
+            .bind(push.doc.to_string())
+            .bind(dept)
+            .fetch_one(&mut *conn)
+            .await?
+                > 0
+        }
+        None => false,
+    })
+}
+
+/// Reads what the merge needs (in one read transaction, so bytes, version and membership
+/// agree) and runs the Automerge work on the blocking pool.
+async fn prepare(
+    storage: &SqliteStorage,
+    conn: &mut SqliteConnection,
+    device: &Device,
+    push: &DocPush,
+) -> Result<Prepared, StorageError> {
+    let stored = load_bytes(conn, push.doc).await?;
+    let member = dept_member(conn, device, push).await?;
+    let version = stored.as_ref().map(|s| s.version);
+    let newest_schema = storage.newest_schema;
+    let permit = storage
+        .merge_cpu
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("merge pool closed: {e}")))?;
+    let (device, push) = (device.clone(), push.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        merge_one(&device, &push, stored, member, newest_schema)
+    })
+    .await
+    .map_err(|e| StorageError::Corrupt(format!("merge task failed: {e}")))??;
+    Ok(Prepared { version, outcome })
+}
+
+/// The Automerge work of one push (blocking).
+fn merge_one(
+    device: &Device,
+    push: &DocPush,
+    stored: Option<StoredBytes>,
+    member: bool,
+    newest_schema: u32,
+) -> Result<Outcome, StorageError> {
+    let (existing, pending) = match stored {
+        Some(s) => match decode_doc(push.doc, &s.bytes, newest_schema) {
+            Ok(doc) => (Some(doc), s.pending),
+            Err(StorageError::Corrupt(why)) => return Ok(Outcome::Unreadable(why)),
+            Err(e) => return Err(e),
+        },
+        None => (None, 0),
+    };
+    Ok(match merge_push(existing, device, push, member) {
+        Err(rejection) => Outcome::Rejected(rejection),
+        Ok(Merged::NeedSync { sync_reply }) => Outcome::NeedSync(sync_reply),
+        Ok(Merged::Stored {
+            doc,
+            new_changes,
+            created,
+            sync_reply,
+        }) => Outcome::Stored {
+            ready: Box::new(Ready::new(*doc, new_changes, created, pending)?),
+            sync_reply,
+        },
+    })
+}
+
+async fn version_now(
+    conn: &mut SqliteConnection,
+    push: &DocPush,
+) -> Result<Option<i64>, StorageError> {
+    Ok(
+        sqlx::query_scalar("SELECT last_seq FROM docs WHERE doc_id = $1")
+            .bind(push.doc.to_string())
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Merges a device's pushes: each prepared outside the lock, all committed in one transaction.
+pub(super) async fn merge(
+    storage: &SqliteStorage,
+    device: &Device,
+    pushes: &[DocPush],
+) -> Result<MergeOutcome, StorageError> {
+    let mut outcome = MergeOutcome::default();
+    if pushes.is_empty() {
+        return Ok(outcome);
+    }
+    let mut prepared = Vec::with_capacity(pushes.len());
+    {
+        let mut read = storage.pool.begin().await?;
+        for push in pushes {
+            prepared.push(prepare(storage, &mut read, device, push).await?);
+        }
+        read.rollback().await?;
+    }
+    let _guard = storage.write_lock.lock().await;
+    let mut tx = storage.pool.begin().await?;
+    // Writing the counter first takes the write lock before anything is read.
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
+            .fetch_one(&mut *tx)
+            .await?;
+    let start_seq = seq;
+    let mut tip = LogTip::read(&mut tx, seq).await?;
+    for (push, mut p) in pushes.iter().zip(prepared) {
+        if version_now(&mut tx, push).await? != p.version {
+            // Another push changed this document since it was prepared: merge again on what
+            // is stored now (under the lock, so nothing can move it again).
+            p = prepare(storage, &mut tx, device, push).await?;
+        }
+        let status = match p.outcome {
+            Outcome::Unreadable(why) => {
+                // One stored document this build cannot read refuses pushes to it, not the
+                // request: the device sets it aside and the rest of its work goes on.
+                tracing::error!(doc = %push.doc, %why, "stored document unreadable");
+                AckStatus::Rejected {
+                    code: "unreadable_on_server".into(),
+                    message: format!(
+                        "the server cannot read its copy of document {}; it is kept and will \
+                         be merged once the server is upgraded or repaired",
+                        push.doc
+                    ),
+                }
+            }
+            Outcome::Rejected(rejection) => {
+                tracing::info!(doc = %push.doc, device = %device.id, code = rejection.code, "push rejected");
+                if let Some(actor) = &rejection.diverged_actor {
+                    sqlx::query(
+                        "INSERT INTO retired_actors (actor, device, retired_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT (actor) DO NOTHING",
+                    )
+                    .bind(actor.to_hex_string())
+                    .bind(device.id.to_string())
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                AckStatus::Rejected {
+                    code: rejection.code.to_owned(),
+                    message: rejection.message,
+                }
+            }
+            Outcome::NeedSync(sync_reply) => {
+                outcome.sync_replies.push(DocPull {
+                    doc: push.doc,
+                    changes: Vec::new(),
+                    heads: Vec::new(),
+                    sync: sync_reply.map(ByteBuf::from),
+                });
+                AckStatus::NeedSync
+            }
+            Outcome::Stored { ready, sync_reply } => {
+                if ready.created || !ready.new_changes.is_empty() {
+                    store_merged(&mut tx, device, &ready, &mut tip).await?;
+                }
+                let heads: Vec<Hash> = ready.heads.iter().map(|h| h.0).collect();
+                if let Some(reply) = sync_reply {
+                    outcome.sync_replies.push(DocPull {
+                        doc: push.doc,
+                        changes: Vec::new(),
+                        heads: heads.clone(),
+                        sync: Some(ByteBuf::from(reply)),
+                    });
+                }
+                let mut pushed = push.heads.clone();
+                pushed.sort();
+                let mut sorted = heads.clone();
+                sorted.sort();
+                AckStatus::Stored {
+                    heads: (sorted != pushed).then_some(heads),
+                }
+            }
+        };
+        outcome.acks.push(DocAck {
+            doc: push.doc,
+            status,
+        });
+    }
+    if tip.seq != start_seq {
+        sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
+            .bind(tip.seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Writes a prepared merge: change rows and feed rows, the document's state, departments and
+/// projections. Only SQL: every Automerge step was done in [`Ready::new`].
+pub(super) async fn store_merged(
+    tx: &mut SqliteConnection,
+    device: &Device,
+    ready: &Ready,
+    tip: &mut LogTip,
+) -> Result<(), StorageError> {
+    let Ready {
+        doc,
+        new_changes,
+        created,
+        pending_before,
+        heads,
+        snapshot,
+        rows,
+        departments,
+    } = ready;
+    let (created, pending_before) = (*created, *pending_before);
+    let LogTip { seq, chain } = tip;
+    let id = doc.id().to_string();
+    let scope = doc.header().scope.clone();
+    let levels = scope_levels(&scope);
+    for c in new_changes {
+        *seq += 1;
+        let bytes = c.raw_bytes();
+        *chain = chain_next(chain, *seq, &c.hash().0);
+        sqlx::query(
+            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(*seq)
+        .bind(&id)
+        .bind(c.hash().0.to_vec())
+        .bind(device.id.to_string())
+        .bind(bytes.to_vec())
+        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+        .bind(chain.to_vec())
+        .bind(c.actor_id().to_hex_string())
+        .execute(&mut *tx)
+        .await?;
+        for level in &levels {
+            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
+                .bind(level)
+                .bind(*seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let heads = heads_to_bytes(heads);
+    let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
+    if created {
+        let h = doc.header().clone();
+        sqlx::query(
+            "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, snapshot_seq, heads, last_seq, pending) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
+        )
+        .bind(&id)
+        .bind(h.doc_type.as_str())
+        .bind(h.scope.as_str())
+        .bind(h.creator.to_string())
+        .bind(snapshot.as_deref().unwrap_or_default())
+        .bind(*seq)
+        .bind(heads)
+        .bind(*seq)
+        .execute(&mut *tx)
+        .await?;
+    } else if let Some(snapshot) = snapshot {
+        // The snapshot covers every change up to `seq`; the change rows stay (they are the
+        // history and the feed), only loading gets cheaper.
+        sqlx::query(
+            "UPDATE docs SET snapshot = $1, snapshot_seq = $2, heads = $3, last_seq = $2, pending = 0 \
+             WHERE doc_id = $4",
+        )
+        .bind(snapshot)
+        .bind(*seq)
+        .bind(heads)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query("UPDATE docs SET heads = $1, last_seq = $2, pending = $3 WHERE doc_id = $4")
+            .bind(heads)
+            .bind(*seq)
+            .bind(pending)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(departments) = departments {
+        update_departments(tx, doc, departments, new_changes.len(), seq).await?;
+    }
+    gridsync_core::projection::store_rows_sqlite(tx, doc.header(), rows.clone()).await?;
+    Ok(())
+}
+
+/// Keeps a case's department membership and the departments' feeds current: departments that
+/// stay get the new changes, departments that join get the whole document at a fresh sequence
+/// number, departments that leave get the changes of this merge (the ones that took the case
+/// away from them, so their phones see it returned or re-dispatched) and nothing after.
+async fn update_departments(
+    tx: &mut SqliteConnection,
+    doc: &Document,
+    now: &std::collections::BTreeSet<String>,
+    new_changes: usize,
+    seq: &mut i64,
+) -> Result<(), StorageError> {
+    let id = doc.id().to_string();
+    let town = doc.header().scope.town();
+    let before: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT dept FROM case_departments WHERE doc_id = $1")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    let n = i64::try_from(new_changes).unwrap_or(0);
+    // This merge's changes, before joining departments take fresh sequence numbers.
+    let merged = (*seq - n + 1)..=*seq;
+    for dept in now.intersection(&before).chain(before.difference(now)) {
+        for s in merged.clone() {
+            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
+                .bind(department_scope(dept, &town))
+                .bind(s)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    for dept in now.difference(&before) {
+        *seq += 1;
+        sqlx::query("INSERT INTO scope_feed (scope, seq, full_doc) VALUES ($1, $2, $3)")
+            .bind(department_scope(dept, &town))
+            .bind(*seq)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO case_departments (doc_id, dept) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(dept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for dept in before.difference(now) {
+        sqlx::query("DELETE FROM case_departments WHERE doc_id = $1 AND dept = $2")
+            .bind(&id)
+            .bind(dept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
