@@ -585,6 +585,60 @@ mod fuzz {
         (id, bytes)
     }
 
+    #[test]
+    fn a_push_past_the_document_bound_is_refused_before_it_is_applied() {
+        use automerge::transaction::Transactable;
+        use automerge::{ObjType, ROOT};
+        let d = device();
+        let mut doc = Document::create(
+            DocId::new(),
+            d.scopes[0].clone(),
+            d.id,
+            &gridsync_core::records::Inspection {
+                worker: "周网格".into(),
+                started_at: 1,
+                ended_at: None,
+                track: vec![],
+                checkpoints: Default::default(),
+                findings: Default::default(),
+                photos: Default::default(),
+                redactions: Default::default(),
+            },
+        )
+        .expect("patrol");
+        let stored = doc.clone();
+        let base = doc.heads();
+        let am = doc.automerge();
+        let Ok(Some((_, record))) = am.get(ROOT, "record") else {
+            panic!("record")
+        };
+        // Changes under the per-change bound (one operation per character) that together
+        // pass the document's.
+        let text = am
+            .put_object(&record, "notes", ObjType::Text)
+            .expect("text");
+        am.commit();
+        let chunk = "巡".repeat(cost::MAX_OPS_PER_CHANGE - 10);
+        for i in 0..=(cost::MAX_DOC_OPS as usize / cost::MAX_OPS_PER_CHANGE) {
+            am.splice_text(&text, i * chunk.chars().count(), 0, &chunk)
+                .expect("splice");
+            am.commit();
+        }
+        let push = DocPush {
+            doc: doc.id(),
+            header: None,
+            heads: vec![],
+            changes: doc
+                .changes_since(&base)
+                .iter()
+                .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+                .collect(),
+            sync: None,
+        };
+        let err = merge_push(Some(stored), &d, &push, false).expect_err("too large");
+        assert_eq!(err.code, "document_too_large", "{}", err.message);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 

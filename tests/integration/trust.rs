@@ -634,3 +634,23 @@ async fn a_poisoned_record_from_before_does_not_block_honest_work() {
         problems.len() - 1
     );
 }
+
+#[tokio::test]
+async fn costly_pushes_are_refused_before_they_are_applied() {
+    use gridsync_server::merge::cost;
+    let g = grid().await;
+    let (s, b, h) = (&g.server, &g.b, g.household);
+    let m = format!("members.{}", g.member);
+    // One change with more operations than any honest edit (one per character of a text).
+    assert_refused(s, b, h, "too_many_ops", "operations", |am| {
+        let work = am
+            .put_object(obj_at(am, &m), "work", ObjType::Text)
+            .expect("text");
+        am.splice_text(&work, 0, 0, &"工".repeat(cost::MAX_OPS_PER_CHANGE + 5_000))
+            .expect("splice");
+    })
+    .await;
+    // (The document-size bound is checked in `merge`'s unit tests: reaching it takes
+    // 200,000 operations, too slow to build in a debug test binary.)
+    honest_work_goes_on(&g).await;
+}

@@ -119,6 +119,9 @@ pub async fn run(quick: bool) -> Result<Value> {
     backlog_scenario(quick, &mut out)
         .await
         .context("backlog scenario")?;
+    hostile_push_scenario(quick, &mut out)
+        .await
+        .context("hostile push scenario")?;
     Ok(Value::Object(out))
 }
 
@@ -449,6 +452,131 @@ pub async fn backlog_scenario(quick: bool, out: &mut Map<String, Value>) -> Resu
         copy.track.len() == points && a.unsynced_count().await? == 0,
         "the patrol did not arrive whole: {} of {points} points",
         copy.track.len()
+    );
+    Ok(())
+}
+
+/// The process's peak resident memory since the last reset, in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// The largest push the cost bounds allow (a patrol of 45,000 fixes in 9 changes of 20,000
+/// operations, 180,000 operations in all; 2 changes in quick mode), and meanwhile a worker of
+/// another grid syncing one visit at a time: how long the big push takes, the small syncs'
+/// worst latency during it (and alone, before it, as the baseline), and the process's peak
+/// memory (server and phones together: an upper bound for the server).
+pub async fn hostile_push_scenario(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
+    use gridsync_core::records::{Inspection, Residence};
+    use gridsync_server::Storage;
+
+    let changes: usize = if quick { 2 } else { 9 };
+    let per_change = gridsync_server::merge::cost::MAX_OPS_PER_CHANGE / 4;
+    let dir = tempfile::tempdir()?;
+    let (server, (a, client_a), _) = server_and_two_workers(dir.path()).await?;
+    let other_grid = GridCode::parse("33010200101001003")?;
+    let (c, client_c) = server
+        .phone(
+            &dir.path().join("c.db"),
+            "郑网格",
+            gridsync_server::auth::Role::Worker,
+            std::slice::from_ref(&other_grid),
+            gridsync_core::client::RetryPolicy::default(),
+        )
+        .await?;
+    let household = c
+        .create(
+            other_grid.clone(),
+            &Household::new("9 号", Residence::Permanent),
+        )
+        .await?;
+    client_c.sync(&c, 20).await?;
+    let visit = |n: i64| {
+        let c = &c;
+        async move {
+            c.update::<Household>(household, |h| {
+                h.visits.insert(
+                    gridsync_proto::RecordId::new(),
+                    gridsync_core::records::Visit {
+                        worker: "郑网格".into(),
+                        at: 1_760_000_000_000 + n,
+                        gps: None,
+                        purpose: "日常走访".into(),
+                        findings: String::new(),
+                        photos: Default::default(),
+                        cases: vec![],
+                        author: None,
+                    },
+                );
+            })
+            .await
+        }
+    };
+    let mut alone = Vec::new();
+    for n in 0..5 {
+        visit(n).await?;
+        let start = Instant::now();
+        client_c.sync(&c, 20).await?;
+        alone.push(ms(start));
+    }
+    let mut doc = crate::long_patrol(a.device(), grid(), 0)?;
+    crate::append_track_batches(&mut doc, changes * per_change, per_change)?;
+    a.merge_bytes(&doc.save()).await?;
+    // Peak memory from here on (writing 5 to clear_refs resets VmHWM on Linux).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let start = Instant::now();
+    let big = tokio::spawn(async move {
+        let report = client_a.sync(&a, 50).await;
+        (report, ms(start), a)
+    });
+    let mut during = Vec::new();
+    let mut n = 100;
+    while !big.is_finished() {
+        n += 1;
+        visit(n).await?;
+        let t = Instant::now();
+        client_c.sync(&c, 20).await?;
+        during.push(ms(t));
+    }
+    let (report, big_ms, a) = big.await?;
+    let report = report?;
+    ensure!(
+        report.rejected.is_empty() && a.unsynced_count().await? == 0,
+        "the largest allowed push was refused: {report:?}"
+    );
+    let stored: Inspection = server
+        .storage
+        .load(doc.id())
+        .await?
+        .context("the patrol is stored")?
+        .read()?;
+    ensure!(
+        stored.track.len() == changes * per_change,
+        "{} of {} points stored",
+        stored.track.len(),
+        changes * per_change
+    );
+    let worst = during.iter().copied().fold(0.0, f64::max);
+    out.insert("hostile_push_ops".into(), json!(changes * per_change * 4));
+    out.insert("hostile_push_largest_allowed_ms".into(), json!(big_ms));
+    out.insert("small_push_ms_alone".into(), json!(median(alone)));
+    out.insert("small_push_ms_during_hostile_push".into(), json!(worst));
+    out.insert(
+        "small_pushes_during_hostile_push".into(),
+        json!(during.len()),
+    );
+    out.insert(
+        "server_rss_peak_mb_hostile_push".into(),
+        json!(peak_rss_mb()),
     );
     Ok(())
 }

@@ -141,6 +141,15 @@ pub fn long_patrol(
 /// track` does on the phone (written straight through Automerge so that tens of thousands are
 /// quick to make). The timestamps continue from 1,760,000,000,000 ms by one per point.
 pub fn append_track_points(doc: &mut gridsync_core::Document, n: usize) -> Result<()> {
+    append_track_batches(doc, n, 1)
+}
+
+/// Appends `n` GPS fixes in changes of `per_change` fixes each (4 operations per fix).
+pub fn append_track_batches(
+    doc: &mut gridsync_core::Document,
+    n: usize,
+    per_change: usize,
+) -> Result<()> {
     use automerge::transaction::Transactable;
     use automerge::{ObjType, ROOT, ReadDoc};
     let am = doc.automerge();
@@ -156,7 +165,10 @@ pub fn append_track_points(doc: &mut gridsync_core::Document, n: usize) -> Resul
         am.put(&p, "at", 1_760_000_000_000 + (start + i) as i64)?;
         am.put(&p, "lat", 30.25 + (i as f64) * 1e-6)?;
         am.put(&p, "lon", 120.15)?;
-        am.commit();
+        if (i + 1) % per_change.max(1) == 0 {
+            am.commit();
+        }
     }
+    am.commit();
     Ok(())
 }
