@@ -13,8 +13,9 @@ use serde_bytes::ByteBuf;
 
 use crate::{DeviceId, DocHeader, DocId};
 
-/// The protocol version this build speaks. Version 2 added [`SyncRequest::actor`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks. Version 2 added [`SyncRequest::actor`], version 3
+/// [`SyncRequest::clock`].
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest version a server still reads: phones upgrade slowly, so a server answers every
 /// version from this one to [`PROTOCOL_VERSION`] in the version it was asked in.
@@ -58,9 +59,23 @@ pub struct SyncRequest {
     /// this actor's changes out of the pull (the replica has them) but sends other actors of
     /// the same device, which a copy of this store may have written.
     pub actor: ByteBuf,
+    /// The phone's clock when it sent the request (ms since the epoch; 0 when unknown, as in
+    /// older versions). The server records the device's skew from it and flags entries whose
+    /// times its clock cannot have given honestly.
+    pub clock: i64,
 }
 
-/// A version 1 request: a [`SyncRequest`] without its last field.
+/// A version 2 request: a [`SyncRequest`] without its clock.
+#[derive(Deserialize)]
+struct SyncRequestV2 {
+    version: u16,
+    device: DeviceId,
+    cursor: ByteBuf,
+    docs: Vec<DocPush>,
+    actor: ByteBuf,
+}
+
+/// A version 1 request: a [`SyncRequest`] without its last two fields.
 #[derive(Deserialize)]
 struct SyncRequestV1 {
     version: u16,
@@ -249,17 +264,30 @@ impl SyncRequest {
 
     /// Decodes (any version a server still reads) and checks every limit.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let req: Self = if version_of(bytes)? == 1 {
-            let v1: SyncRequestV1 = decode(bytes)?;
-            Self {
-                version: v1.version,
-                device: v1.device,
-                cursor: v1.cursor,
-                docs: v1.docs,
-                actor: ByteBuf::new(),
+        let req: Self = match version_of(bytes)? {
+            1 => {
+                let v1: SyncRequestV1 = decode(bytes)?;
+                Self {
+                    version: v1.version,
+                    device: v1.device,
+                    cursor: v1.cursor,
+                    docs: v1.docs,
+                    actor: ByteBuf::new(),
+                    clock: 0,
+                }
             }
-        } else {
-            decode(bytes)?
+            2 => {
+                let v2: SyncRequestV2 = decode(bytes)?;
+                Self {
+                    version: v2.version,
+                    device: v2.device,
+                    cursor: v2.cursor,
+                    docs: v2.docs,
+                    actor: v2.actor,
+                    clock: 0,
+                }
+            }
+            _ => decode(bytes)?,
         };
         check(
             || "cursor bytes".into(),
@@ -391,6 +419,7 @@ mod tests {
                 sync: None,
             }],
             actor: ByteBuf::from(vec![0xaa; 24]),
+            clock: 1_760_000_000_000,
         }
     }
 
@@ -445,6 +474,7 @@ mod tests {
             cursor: ByteBuf::from(vec![0; 8]),
             docs: vec![],
             actor: ByteBuf::new(),
+            clock: 1_760_000_000_000,
         };
         insta::assert_snapshot!("noop_request_bytes", hex(&noop.encode()));
         insta::assert_json_snapshot!(
@@ -517,6 +547,24 @@ mod tests {
         let mut expected = sample_request();
         expected.version = 1;
         expected.actor = ByteBuf::new();
+        expected.clock = 0;
+        assert_eq!(req, expected);
+    }
+
+    /// The sample request as version 2 wrote it (before the clock): still read, its clock
+    /// unknown.
+    const V2_REQUEST: &str = "02100190000000007000800000000000000103010203011001900000000070008000000000000002011001900000000070008000000000000002011133333031303230303130313030313030321001900000000070008000000000000001010107070707070707070707070707070707070707070707070707070707070707070104856f4a830018aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn version_2_requests_are_still_read() {
+        let bytes: Vec<u8> = (0..V2_REQUEST.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&V2_REQUEST[i..i + 2], 16).expect("hex"))
+            .collect();
+        let req = SyncRequest::decode(&bytes).expect("a v2 request decodes");
+        let mut expected = sample_request();
+        expected.version = 2;
+        expected.clock = 0;
         assert_eq!(req, expected);
     }
 
@@ -591,6 +639,7 @@ mod fuzz {
                     sync: Some(ByteBuf::from(vec![6, 7])),
                 }],
                 actor: ByteBuf::new(),
+                clock: 0,
             }
             .encode()
         }

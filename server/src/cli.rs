@@ -269,8 +269,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Device(DeviceCmd::List) => {
             for d in storage.devices().await? {
+                // A clock more than the tolerance off is shown: its entries' times are flagged.
+                let skew = match d.skew_ms {
+                    Some(ms) if ms.abs() > gridsync_core::time_flags::TOLERANCE_MS => {
+                        format!("  [clock {:+.1} h]", ms as f64 / 3_600_000.0)
+                    }
+                    _ => String::new(),
+                };
                 println!(
-                    "{}  {:<10} {:<20} {}{}",
+                    "{}  {:<10} {:<20} {}{}{skew}",
                     d.device,
                     d.role,
                     d.name,

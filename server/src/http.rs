@@ -243,6 +243,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .route("/v1/sync", post(sync::<S>))
         .route("/v1/intake/cases", post(intake::<S>))
         .route("/v1/indicators", get(indicators::<S>))
+        .route("/v1/time-flags", get(time_flags::<S>))
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))
@@ -454,7 +455,8 @@ async fn sync<S: Storage>(
         return Err(ApiError::ActorRetired(replica.to_hex_string()));
     }
     let cursor = Cursor::decode(&req.cursor).map_err(ApiError::BadCursor)?;
-    let merged = state.storage.merge(&device, &req.docs).await?;
+    let receipt = crate::storage::Receipt::now(req.clock);
+    let merged = state.storage.merge(&device, &req.docs, receipt).await?;
     let pull = state
         .storage
         .pull(&device, &replica, &cursor, state.config.pull_budget)
@@ -804,7 +806,14 @@ async fn indicators<S: Storage>(
         .into_iter()
         .filter(|c| GridCode::parse(&c.grid).is_ok_and(|g| crate::merge::in_scope(&device, &g)))
         .collect();
-    let (groups, total) = crate::indicators::indicators(&rows, group_by, now_ms());
+    let flagged: std::collections::BTreeSet<gridsync_proto::DocId> = state
+        .storage
+        .flagged_times()
+        .await?
+        .into_iter()
+        .filter_map(|f| f.doc_id.parse().ok())
+        .collect();
+    let (groups, total) = crate::indicators::indicators(&rows, group_by, now_ms(), &flagged);
     Ok(Json(serde_json::json!({
         "from": from,
         "to": to,
@@ -812,6 +821,29 @@ async fn indicators<S: Storage>(
         "groups": groups,
         "total": total,
     })))
+}
+
+/// `GET /v1/time-flags`: the entry times flagged as implausible in the caller's scope, for
+/// dispatchers and leaders (the rule is in `gridsync_core::time_flags` and docs/API.md).
+async fn time_flags<S: Storage>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let device = authenticate(&state, &headers).await?;
+    if !matches!(device.role, Role::Dispatcher | Role::Leader) {
+        return Err(ApiError::Forbidden(format!(
+            "time flags are for dispatchers and leaders, not a {}",
+            device.role
+        )));
+    }
+    let flags: Vec<_> = state
+        .storage
+        .flagged_times()
+        .await?
+        .into_iter()
+        .filter(|f| GridCode::parse(&f.scope).is_ok_and(|g| crate::merge::in_scope(&device, &g)))
+        .collect();
+    Ok(Json(serde_json::json!({ "flags": flags })))
 }
 
 #[cfg(test)]

@@ -24,9 +24,10 @@
 //! - `overdue`: dispatched, not yet handled, deadline passed at query time (not suspended);
 //! - `supervised`: cases with at least one 督办 notice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gridsync_core::projection::CaseRow;
+use gridsync_proto::DocId;
 use serde::Serialize;
 
 /// How to group the figures.
@@ -70,6 +71,10 @@ pub struct Figures {
     pub overdue: usize,
     /// Supervised (督办) at least once.
     pub supervised: usize,
+    /// Cases carrying a time flagged as implausible (`gridsync_core::time_flags`): they are
+    /// counted here and left out of the figures that rest on phone times (按期结案率 and
+    /// the handling times), which would otherwise trust a clock known to be wrong.
+    pub flagged_time: usize,
 }
 
 fn rate(num: usize, den: usize) -> Option<f64> {
@@ -84,8 +89,9 @@ fn hours(ms: i64) -> f64 {
     (ms as f64 / 3_600_000.0 * 100.0).round() / 100.0
 }
 
-/// Figures for one group of cases at time `now`.
-pub fn figures(key: String, cases: &[&CaseRow], now: i64) -> Figures {
+/// Figures for one group of cases at time `now`; `flagged` holds the cases with a flagged time.
+pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<DocId>) -> Figures {
+    let trusted = |c: &CaseRow| !flagged.contains(&c.doc_id);
     let accountable = cases
         .iter()
         .filter(|c| !matches!(c.status.as_str(), "rejected" | "merged" | "suspended"))
@@ -94,7 +100,7 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64) -> Figures {
     let dispatched: Vec<&&CaseRow> = cases.iter().filter(|c| c.dispatched_at.is_some()).collect();
     let closed_dispatched: Vec<&&&CaseRow> = closed
         .iter()
-        .filter(|c| c.dispatched_at.is_some())
+        .filter(|c| c.dispatched_at.is_some() && trusted(c))
         .collect();
     let on_time = closed_dispatched
         .iter()
@@ -119,6 +125,7 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64) -> Figures {
         .count();
     let mut durations: Vec<i64> = closed
         .iter()
+        .filter(|c| trusted(c))
         .filter_map(|c| c.closed_at.map(|t| (t - c.reported_at).max(0)))
         .collect();
     durations.sort_unstable();
@@ -158,11 +165,17 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64) -> Figures {
         p90_handling_hours: p90,
         overdue,
         supervised: cases.iter().filter(|c| c.supervisions > 0).count(),
+        flagged_time: cases.iter().filter(|c| flagged.contains(&c.doc_id)).count(),
     }
 }
 
 /// Figures per group, plus the total.
-pub fn indicators(rows: &[CaseRow], group_by: GroupBy, now: i64) -> (Vec<Figures>, Figures) {
+pub fn indicators(
+    rows: &[CaseRow],
+    group_by: GroupBy,
+    now: i64,
+    flagged: &BTreeSet<DocId>,
+) -> (Vec<Figures>, Figures) {
     let mut groups: BTreeMap<String, Vec<&CaseRow>> = BTreeMap::new();
     for r in rows {
         let key = match group_by {
@@ -176,16 +189,15 @@ pub fn indicators(rows: &[CaseRow], group_by: GroupBy, now: i64) -> (Vec<Figures
     (
         groups
             .into_iter()
-            .map(|(k, v)| figures(k, &v, now))
+            .map(|(k, v)| figures(k, &v, now, flagged))
             .collect(),
-        figures("total".into(), &all, now),
+        figures("total".into(), &all, now, flagged),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gridsync_proto::DocId;
 
     const H: i64 = 3_600_000;
     const NOV1: i64 = 1_793_462_400_000; // 2026-11-01 00:00 CST
@@ -338,8 +350,23 @@ mod tests {
     }
 
     #[test]
+    fn a_case_with_a_flagged_time_is_counted_and_left_out_of_the_timed_figures() {
+        let rows = month();
+        // Case 2 (closed late after 100 h) carries a time its phone's clock cannot have given.
+        let flagged = BTreeSet::from([rows[1].doc_id]);
+        let (_, total) = indicators(&rows, GroupBy::Department, NOW, &flagged);
+        assert_eq!(total.flagged_time, 1);
+        // closed dispatched and trusted = 1,10, both on time.
+        assert_eq!(total.on_time_rate, Some(1.0));
+        // durations 24, 2, 5, 48 h.
+        assert_eq!(total.avg_handling_hours, Some(19.75));
+        // What does not rest on phone times is unchanged.
+        assert_eq!(total.closure_rate, Some(0.625));
+    }
+
+    #[test]
     fn a_month_computed_by_hand() {
-        let (groups, total) = indicators(&month(), GroupBy::Department, NOW);
+        let (groups, total) = indicators(&month(), GroupBy::Department, NOW, &BTreeSet::new());
         // accountable = 10 - suspended(7) - rejected(8) = 8; closed = 1,2,3,4,10 = 5.
         assert_eq!(total.cases, 10);
         assert_eq!(total.closure_rate, Some(0.625));
@@ -386,7 +413,7 @@ mod tests {
 
     #[test]
     fn grouping_by_grid_and_category() {
-        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW);
+        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW, &BTreeSet::new());
         let counts: Vec<(String, usize)> =
             groups.iter().map(|g| (g.key.clone(), g.cases)).collect();
         assert_eq!(
@@ -396,7 +423,7 @@ mod tests {
                 ("33010200101001003".into(), 5)
             ]
         );
-        let (groups, total) = indicators(&month(), GroupBy::Category, NOW);
+        let (groups, total) = indicators(&month(), GroupBy::Category, NOW, &BTreeSet::new());
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].cases, total.cases);
     }

@@ -12,6 +12,7 @@ use gridsync_core::document::{DocError, device_of};
 use gridsync_core::projection::project;
 use gridsync_core::records::{Case, check_json};
 use gridsync_core::rules;
+use gridsync_core::time_flags::new_times;
 use gridsync_proto::{DocHeader, DocPush, DocType, GridCode};
 use serde_json::Value as Json;
 
@@ -74,6 +75,9 @@ pub enum Merged {
         created: bool,
         /// The server's reply when the push was an Automerge sync message.
         sync_reply: Option<Vec<u8>>,
+        /// The entry times the push wrote (paths and values), to be checked against the
+        /// receipt (`gridsync_core::time_flags`).
+        times: Vec<(String, i64)>,
     },
     /// The changes need ones the server lacks: fall back to the sync protocol.
     NeedSync {
@@ -139,7 +143,7 @@ fn check_event_roles(before: &Json, after: &Case, device: &Device) -> Result<(),
 /// empty for a new document) and the merged one: no unknown field written, the authorship
 /// table, no problem left on a field the push touched (or made new), and the rules of
 /// particular records (event roles, grid records). The phone's core judges in the same order.
-fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<(), Rejection> {
+fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<Json, Rejection> {
     let header = doc.header();
     let after = doc.record_json();
     let checked = check_json(header.doc_type, &after)
@@ -168,7 +172,7 @@ fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<(), Reje
     match header.doc_type {
         DocType::Case => {
             let case: Case = doc.read().map_err(doc_error)?;
-            check_event_roles(before, &case, device)
+            check_event_roles(before, &case, device)?;
         }
         DocType::Grid => {
             // Grid records place intake cases and define the hierarchy: only the town centre
@@ -189,10 +193,10 @@ fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<(), Reje
                     ),
                 ));
             }
-            Ok(())
         }
-        _ => Ok(()),
+        _ => {}
     }
+    Ok(after)
 }
 
 fn empty_record() -> Json {
@@ -417,9 +421,11 @@ fn merge_push_checked(
             check_new_changes(device, &changes)?;
             check_time(push.doc, started, "applying")?;
             project(&doc).map_err(doc_error)?;
-            judge_push(&empty_record(), &doc, device)?;
+            let before = empty_record();
+            let after = judge_push(&before, &doc, device)?;
             check_time(push.doc, started, "checking")?;
             return Ok(Merged::Stored {
+                times: new_times(doc.header().doc_type, &before, &after),
                 doc: Box::new(doc),
                 new_changes: changes,
                 created: true,
@@ -432,6 +438,7 @@ fn merge_push_checked(
         .filter(|c| doc.automerge().get_change_by_hash(&c.hash()).is_none())
         .collect();
     check_new_changes(device, &new_changes)?;
+    let mut times = Vec::new();
     if !new_changes.is_empty() {
         check_doc_ops(
             push.doc,
@@ -451,14 +458,16 @@ fn merge_push_checked(
         }
         check_time(push.doc, started, "applying")?;
         project(&doc).map_err(doc_error)?;
-        judge_push(&before, &doc, device)?;
+        let after = judge_push(&before, &doc, device)?;
         check_time(push.doc, started, "checking")?;
+        times = new_times(doc.header().doc_type, &before, &after);
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),
         new_changes,
         created,
         sync_reply: None,
+        times,
     })
 }
 
@@ -539,15 +548,18 @@ fn merge_sync_message(
             doc
         }
     };
+    let mut times = Vec::new();
     if !new_changes.is_empty() {
         project(&doc).map_err(doc_error)?;
-        judge_push(&before, &doc, device)?;
+        let after = judge_push(&before, &doc, device)?;
+        times = new_times(doc.header().doc_type, &before, &after);
     }
     Ok(Merged::Stored {
         doc: Box::new(doc),
         new_changes,
         created,
         sync_reply: reply,
+        times,
     })
 }
 

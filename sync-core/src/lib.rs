@@ -10,6 +10,7 @@
 //!   compacted snapshots, and relational projections updated in the same transaction.
 //! - [`sync`]: the phone's side of the batched sync protocol, sans-I/O over the store;
 //!   [`client`]: its HTTP transport with backoff.
+//! - [`time_flags`]: which entry times a phone's clock cannot have given honestly.
 //! - [`workflow`]: the case loop (report → dispatch → handle → check → close → follow-up) as
 //!   a state machine derived from the case's event log, with deadlines on a working calendar.
 
@@ -22,6 +23,7 @@ pub mod rules;
 pub mod sample;
 pub mod store;
 pub mod sync;
+pub mod time_flags;
 pub mod validate;
 pub mod workflow;
 

@@ -458,6 +458,7 @@ impl SyncSession {
                 cursor: ByteBuf::from(cursor),
                 docs,
                 actor: ByteBuf::from(self.store.actor_id().to_bytes().to_vec()),
+                clock: crate::clock::now_ms(),
             },
             outbox,
         ))

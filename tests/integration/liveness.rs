@@ -514,13 +514,14 @@ async fn a_version_1_phone_is_not_shut_out_when_its_actor_is_retired() {
         let mut v1 = gridsync_proto::SyncRequest {
             version: 1,
             actor: serde_bytes::ByteBuf::new(),
+            clock: 0,
             ..req
         }
         .encode();
         assert_eq!(
-            v1.pop(),
-            Some(0),
-            "an empty actor is one zero byte at the end"
+            (v1.pop(), v1.pop()),
+            (Some(0), Some(0)),
+            "an empty actor and a zero clock are one zero byte each at the end"
         );
         let resp = http
             .post(format!("{}/v1/sync", server.url))

@@ -1,6 +1,7 @@
 //! Cross-crate integration tests: one binary, one build.
 
 mod bench_quick;
+mod clocks;
 mod closed_loop;
 mod convergence;
 mod crash_storm;

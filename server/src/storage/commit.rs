@@ -11,12 +11,13 @@ use automerge::Change;
 use gridsync_core::Document;
 use gridsync_core::clock::now_ms;
 use gridsync_core::projection::{Projection, project};
+use gridsync_core::time_flags::{TimeFlag, events_before_their_cause, flag_arrivals};
 use gridsync_proto::{AckStatus, DocAck, DocPull, DocPush, Hash};
 use serde_bytes::ByteBuf;
 use sqlx::SqliteConnection;
 
 use super::{
-    CHAIN_START, MergeOutcome, SNAPSHOT_AFTER, SqliteStorage, StorageError, StoredBytes,
+    CHAIN_START, MergeOutcome, Receipt, SNAPSHOT_AFTER, SqliteStorage, StorageError, StoredBytes,
     chain_next, chain_tip, decode_doc, heads_to_bytes, load_bytes, scope_levels,
 };
 use crate::auth::{Device, department_scope};
@@ -49,6 +50,10 @@ pub(super) struct Ready {
     rows: Projection,
     /// For a case: the departments holding it now (lead and co-departments).
     departments: Option<std::collections::BTreeSet<String>>,
+    /// Entry times the push wrote, to be judged against the receipt.
+    times: Vec<(String, i64)>,
+    /// For a case: events stamped before an event their author had seen.
+    cause_flags: Vec<TimeFlag>,
 }
 
 impl Ready {
@@ -58,22 +63,25 @@ impl Ready {
         new_changes: Vec<Change>,
         created: bool,
         pending_before: i64,
+        times: Vec<(String, i64)>,
     ) -> Result<Self, StorageError> {
         let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
         let snapshot = (created || pending > SNAPSHOT_AFTER).then(|| doc.save());
         let rows = project(&doc).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let departments = match &rows {
+        let (departments, cause_flags) = match &rows {
             Projection::Case { .. } => {
                 let case: gridsync_core::records::Case = doc
                     .read()
                     .map_err(|e| StorageError::Corrupt(format!("case {}: {e}", doc.id())))?;
+                let cause_flags = events_before_their_cause(&case);
                 let state = case.state();
-                Some(match state.lead {
+                let departments = match state.lead {
                     Some(lead) => std::iter::once(lead).chain(state.co).collect(),
                     None => Default::default(),
-                })
+                };
+                (Some(departments), cause_flags)
             }
-            _ => None,
+            _ => (None, Vec::new()),
         };
         Ok(Self {
             heads: doc.heads(),
@@ -84,6 +92,8 @@ impl Ready {
             snapshot,
             rows,
             departments,
+            times,
+            cause_flags,
         })
     }
 }
@@ -181,8 +191,9 @@ fn merge_one(
             new_changes,
             created,
             sync_reply,
+            times,
         }) => Outcome::Stored {
-            ready: Box::new(Ready::new(*doc, new_changes, created, pending)?),
+            ready: Box::new(Ready::new(*doc, new_changes, created, pending, times)?),
             sync_reply,
         },
     })
@@ -205,6 +216,7 @@ pub(super) async fn merge(
     storage: &SqliteStorage,
     device: &Device,
     pushes: &[DocPush],
+    receipt: Receipt,
 ) -> Result<MergeOutcome, StorageError> {
     let mut outcome = MergeOutcome::default();
     if pushes.is_empty() {
@@ -227,6 +239,14 @@ pub(super) async fn merge(
             .await?;
     let start_seq = seq;
     let mut tip = LogTip::read(&mut tx, seq).await?;
+    if let Some(skew) = receipt.skew() {
+        sqlx::query("UPDATE devices SET skew_ms = $1, skew_at = $2 WHERE device_id = $3")
+            .bind(skew)
+            .bind(receipt.received_at)
+            .bind(device.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
     for (push, mut p) in pushes.iter().zip(prepared) {
         if version_now(&mut tx, push).await? != p.version {
             // Another push changed this document since it was prepared: merge again on what
@@ -277,6 +297,7 @@ pub(super) async fn merge(
             Outcome::Stored { ready, sync_reply } => {
                 if ready.created || !ready.new_changes.is_empty() {
                     store_merged(&mut tx, device, &ready, &mut tip).await?;
+                    store_time_flags(&mut tx, device, &ready, receipt).await?;
                 }
                 let heads: Vec<Hash> = ready.heads.iter().map(|h| h.0).collect();
                 if let Some(reply) = sync_reply {
@@ -328,6 +349,7 @@ pub(super) async fn store_merged(
         snapshot,
         rows,
         departments,
+        ..
     } = ready;
     let (created, pending_before) = (*created, *pending_before);
     let LogTip { seq, chain } = tip;
@@ -459,6 +481,36 @@ async fn update_departments(
             .bind(dept)
             .execute(&mut *tx)
             .await?;
+    }
+    Ok(())
+}
+
+/// Records the flags of the times a merge wrote (upserted per field: the newest judgement of a
+/// field's time stands).
+async fn store_time_flags(
+    tx: &mut SqliteConnection,
+    device: &Device,
+    ready: &Ready,
+    receipt: Receipt,
+) -> Result<(), StorageError> {
+    let arrivals = flag_arrivals(&ready.times, receipt.received_at, receipt.phone_clock);
+    for flag in arrivals.iter().chain(&ready.cause_flags) {
+        sqlx::query(
+            "INSERT INTO time_flags (doc_id, path, at, received_at, device, skew_ms, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (doc_id, path) DO UPDATE SET at = excluded.at, \
+             received_at = excluded.received_at, device = excluded.device, \
+             skew_ms = excluded.skew_ms, reason = excluded.reason",
+        )
+        .bind(ready.doc.id().to_string())
+        .bind(&flag.path)
+        .bind(flag.at)
+        .bind(receipt.received_at)
+        .bind(device.id.to_string())
+        .bind(receipt.skew())
+        .bind(flag.reason)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }

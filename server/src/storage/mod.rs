@@ -106,6 +106,29 @@ pub struct DeviceInfo {
     pub revoked_at: Option<i64>,
     /// When it last enrolled again after a revocation, if it did.
     pub reenrolled_at: Option<i64>,
+    /// Its clock minus the server's at its last sync with pushes (ms), when it said.
+    pub skew_ms: Option<i64>,
+}
+
+/// An entry time flagged as implausible where it arrived.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct FlaggedTime {
+    /// The document.
+    pub doc_id: String,
+    /// The document's grid (its scope).
+    pub scope: String,
+    /// The time field's path inside the record.
+    pub path: String,
+    /// The time it carries.
+    pub at: i64,
+    /// When the server received it.
+    pub received_at: i64,
+    /// The device that sent it.
+    pub device: String,
+    /// That device's clock minus the server's at the time, when it said.
+    pub skew_ms: Option<i64>,
+    /// `future`, `too_old`, `clock_off` or `before_its_cause`.
+    pub reason: String,
 }
 
 /// One feed row chosen for a pull, before its bytes are read.
@@ -320,14 +343,43 @@ pub struct MergeOutcome {
     pub sync_replies: Vec<DocPull>,
 }
 
+/// When and how a sync arrived: the server's clock on receipt and the phone's clock as it sent
+/// the request (0 when an older phone did not say). Entry times are judged against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The server's clock (ms since the epoch).
+    pub received_at: i64,
+    /// The phone's clock (ms since the epoch), or 0.
+    pub phone_clock: i64,
+}
+
+impl Receipt {
+    /// A receipt now, for a request whose phone clock read `phone_clock`.
+    pub fn now(phone_clock: i64) -> Self {
+        Self {
+            received_at: now_ms(),
+            phone_clock,
+        }
+    }
+
+    /// The phone's clock minus the server's, when the phone sent its clock.
+    pub fn skew(&self) -> Option<i64> {
+        (self.phone_clock != 0).then(|| self.phone_clock - self.received_at)
+    }
+}
+
 /// The storage the server runs on.
 pub trait Storage: Send + Sync + 'static {
-    /// Merges a device's pushes in one transaction and acknowledges each.
+    /// Merges a device's pushes in one transaction and acknowledges each; entry times they
+    /// write are flagged against the `receipt` and the device's skew is recorded.
     fn merge(
         &self,
         device: &Device,
         pushes: &[DocPush],
+        receipt: Receipt,
     ) -> impl Future<Output = Result<MergeOutcome, StorageError>> + Send;
+    /// The cases that carry a flagged time, with their flags (`gridsync_core::time_flags`).
+    fn flagged_times(&self) -> impl Future<Output = Result<Vec<FlaggedTime>, StorageError>> + Send;
     /// Reads the changes in the device's scopes after its cursor (not its own).
     fn pull(
         &self,
@@ -702,8 +754,18 @@ impl Storage for SqliteStorage {
         &self,
         device: &Device,
         pushes: &[DocPush],
+        receipt: Receipt,
     ) -> Result<MergeOutcome, StorageError> {
-        commit::merge(self, device, pushes).await
+        commit::merge(self, device, pushes, receipt).await
+    }
+
+    async fn flagged_times(&self) -> Result<Vec<FlaggedTime>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT f.doc_id, d.scope, f.path, f.at, f.received_at, f.device, f.skew_ms, f.reason \
+             FROM time_flags f JOIN docs d ON d.doc_id = f.doc_id ORDER BY f.doc_id, f.path",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn pull(
@@ -1077,8 +1139,8 @@ impl Storage for SqliteStorage {
 
     async fn devices(&self) -> Result<Vec<DeviceInfo>, StorageError> {
         let rows = sqlx::query(
-            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at, reenrolled_at FROM devices \
-             ORDER BY enrolled_at",
+            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at, reenrolled_at, skew_ms \
+             FROM devices ORDER BY enrolled_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1092,6 +1154,7 @@ impl Storage for SqliteStorage {
                     enrolled_at: r.try_get("enrolled_at")?,
                     revoked_at: r.try_get("revoked_at")?,
                     reenrolled_at: r.try_get("reenrolled_at")?,
+                    skew_ms: r.try_get("skew_ms")?,
                 })
             })
             .collect()
@@ -1243,7 +1306,7 @@ impl Storage for SqliteStorage {
         };
         let changes = doc.changes_since(&[]);
         let mut tip = commit::LogTip::read(&mut tx, seq).await?;
-        let ready = commit::Ready::new(doc, changes, true, 0)?;
+        let ready = commit::Ready::new(doc, changes, true, 0, Vec::new())?;
         commit::store_merged(&mut tx, &device, &ready, &mut tip).await?;
         let doc = ready.doc;
         sqlx::query("INSERT INTO intake_orders (source, order_no, doc_id) VALUES ($1, $2, $3)")

@@ -121,6 +121,24 @@ enum Command {
         #[arg(long)]
         value: String,
     },
+    /// List the rule problems of a record (bad values from an older version or another
+    /// device); they block only edits of the same fields. Fix each with `resolve`.
+    Problems {
+        /// The document.
+        id: DocId,
+    },
+    /// Take an entry out of view (dispatchers and leaders): a visit entered on the wrong
+    /// household, a wrong photo. The entry stays in the history.
+    Redact {
+        /// The document.
+        id: DocId,
+        /// The entry's path, e.g. `visits.<id>`.
+        #[arg(long)]
+        target: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Write a document's full history to a file (to carry to another phone).
     Export {
         /// The document.
@@ -299,6 +317,10 @@ enum ResidentCmd {
         /// Died on this date (YYYY-MM-DD).
         #[arg(long)]
         deceased: Option<String>,
+        /// Was never a member: entered by mistake (误录). Kept in the archive with this
+        /// status; members are never deleted.
+        #[arg(long)]
+        entered_by_mistake: bool,
     },
     /// Find residents by (part of) their name or by ID number.
     Search {
@@ -830,6 +852,52 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             }
             out.print(&json!({"resolved": path}), || format!("{path} resolved"))
         }
+        Command::Problems { id } => {
+            let problems = store.problems(id).await?;
+            let rows: Vec<_> = problems
+                .iter()
+                .map(|p| json!({"field": p.field, "problem": p.problem.to_string()}))
+                .collect();
+            out.print(&rows, || {
+                if problems.is_empty() {
+                    return "no problems".into();
+                }
+                problems
+                    .iter()
+                    .map(|p| format!("{p}  (fix: resolve {id} --path {} --value JSON)", p.field))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Redact { id, target, reason } => {
+            let redaction = gridsync_core::records::Redaction {
+                target: target.clone(),
+                reason,
+                at: gridsync_core::clock::now_ms(),
+                author: None,
+            };
+            let rid = RecordId::new();
+            let add = |r: &mut std::collections::BTreeMap<RecordId, _>| {
+                r.insert(rid, redaction.clone());
+            };
+            match store.load(id).await?.header().doc_type {
+                DocType::Household => {
+                    store
+                        .update::<Household>(id, |h| add(&mut h.redactions))
+                        .await?
+                }
+                DocType::Case => store.update::<Case>(id, |c| add(&mut c.redactions)).await?,
+                DocType::Inspection => {
+                    store
+                        .update::<Inspection>(id, |i| add(&mut i.redactions))
+                        .await?
+                }
+                DocType::Grid => bail!("grid records have no entries to redact"),
+            };
+            out.print(&json!({"redaction": rid, "target": target}), || {
+                format!("{target} redacted")
+            })
+        }
         Command::Export { id, out: file } => {
             let bytes = store.load(id).await?.save();
             std::fs::write(&file, &bytes).with_context(|| format!("writing {}", file.display()))?;
@@ -1030,11 +1098,13 @@ async fn household_cmd(store: &Store, out: &Out, cmd: HouseholdCmd) -> Result<()
             let h: Household = doc.read()?;
             let conflicts = doc.conflicts();
             let cases = store.cases_of_household(id).await?;
+            let problems = store.problems(id).await?;
             let value = json!({
                 "header": doc.header(),
                 "household": h,
                 "past_requests": cases,
                 "conflicts": conflicts,
+                "problems": problems.iter().map(|p| json!({"field": p.field, "problem": p.problem.to_string()})).collect::<Vec<_>>(),
             });
             out.print(&value, || {
                 let mut s = format!(
@@ -1061,13 +1131,16 @@ async fn household_cmd(store: &Store, out: &Out, cmd: HouseholdCmd) -> Result<()
                         m.work,
                         match m.status {
                             ResidentStatus::Present => String::new(),
-                            other =>
-                                format!("[{other:?} {}]", m.status_date.as_deref().unwrap_or("")),
+                            other => format!(
+                                "[{} {}]",
+                                other.label(),
+                                m.status_date.as_deref().unwrap_or("")
+                            ),
                         }
                     );
                 }
                 s += "visits:\n";
-                let mut visits: Vec<_> = h.visits.iter().collect();
+                let mut visits: Vec<_> = h.visible_visits().collect();
                 visits.sort_by_key(|(_, v)| std::cmp::Reverse(v.at));
                 for (_, v) in visits {
                     s += &format!(
@@ -1084,6 +1157,12 @@ async fn household_cmd(store: &Store, out: &Out, cmd: HouseholdCmd) -> Result<()
                 }
                 for c in &conflicts {
                     s += &format!("⚠ conflict at {}: {:?}\n", c.path, c.values);
+                }
+                for p in &problems {
+                    s += &format!(
+                        "⚠ to fix: {p} (`resolve {id} --path {} --value JSON`)\n",
+                        p.field
+                    );
                 }
                 s.trim_end().to_owned()
             })
@@ -1118,6 +1197,7 @@ async fn resident_cmd(store: &Store, out: &Out, cmd: ResidentCmd) -> Result<()> 
             person,
             moved_out,
             deceased,
+            entered_by_mistake,
         } => {
             let mut found = false;
             store
@@ -1135,6 +1215,10 @@ async fn resident_cmd(store: &Store, out: &Out, cmd: ResidentCmd) -> Result<()> 
                         if let Some(d) = deceased {
                             r.status = ResidentStatus::Deceased;
                             r.status_date = Some(d);
+                        }
+                        if entered_by_mistake {
+                            r.status = ResidentStatus::EnteredByMistake;
+                            r.status_date = None;
                         }
                     }
                 })
@@ -1551,6 +1635,9 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
                     }
                     for x in &state.conflicts {
                         s += &format!("⚠ event {} ({}, by {}) not applied in {}: {}\n", x.event, x.kind, x.by, x.landed_in.as_str(), x.reason);
+                    }
+                    for f in &state.time_flags {
+                        s += &format!("⚠ time {} at {}: stamped before an event its author had seen (a wrong clock)\n", f.path, fmt_time(f.at));
                     }
                     for x in &conflicts {
                         s += &format!("⚠ conflict at {}: {:?}\n", x.path, x.values);

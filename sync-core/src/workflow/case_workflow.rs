@@ -421,6 +421,9 @@ pub struct CaseState {
     pub applied: Vec<RecordId>,
     /// Events that did not apply.
     pub conflicts: Vec<EventConflict>,
+    /// Event times no honest clock gives: stamped before an event their author had seen
+    /// (`crate::time_flags`). Shown with the case; the server adds what only it can judge.
+    pub time_flags: Vec<crate::time_flags::TimeFlag>,
 }
 
 /// Time-dependent supervision flags.
@@ -458,6 +461,7 @@ impl CaseState {
             supervisions: Vec::new(),
             applied: Vec::new(),
             conflicts: Vec::new(),
+            time_flags: Vec::new(),
         }
     }
 
@@ -782,6 +786,7 @@ pub fn derive(case: &Case) -> CaseState {
             }),
         }
     }
+    state.time_flags = crate::time_flags::events_before_their_cause(case);
     state
 }
 
