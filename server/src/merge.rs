@@ -54,10 +54,10 @@ pub mod cost {
     /// patrol appends one point (4 operations) per change.
     pub const MAX_OPS_PER_CHANGE: usize = 20_000;
     /// Operations in a document after the push (`document_too_large`): the memory bound, as
-    /// Automerge holds every operation in memory while merging (see BENCHMARKS.md for the
-    /// measured bytes per operation). A household with 3 residents and 24 visits is about
-    /// 1,500; a 30,000-point patrol about 120,000.
-    pub const MAX_DOC_OPS: u64 = 200_000;
+    /// Automerge holds every operation in memory while merging. At this bound the largest
+    /// allowed push peaks under 200 MB of server memory (BENCHMARKS.md). A household with 3
+    /// residents and 24 visits is about 1,500 operations; a 30,000-point patrol about 120,000.
+    pub const MAX_DOC_OPS: u64 = 150_000;
     /// Wall time one push may take (`push_too_slow`); checked between the phases of a merge.
     pub const PUSH_TIME_BUDGET: Duration = Duration::from_secs(10);
 }
@@ -78,6 +78,8 @@ pub enum Merged {
         /// The entry times the push wrote (paths and values), to be checked against the
         /// receipt (`gridsync_core::time_flags`).
         times: Vec<(String, i64)>,
+        /// The projection rows of the merged document, when the push changed it.
+        rows: Option<Box<gridsync_core::projection::Projection>>,
     },
     /// The changes need ones the server lacks: fall back to the sync protocol.
     NeedSync {
@@ -420,12 +422,13 @@ fn merge_push_checked(
             }
             check_new_changes(device, &changes)?;
             check_time(push.doc, started, "applying")?;
-            project(&doc).map_err(doc_error)?;
+            let rows = project(&doc).map_err(doc_error)?;
             let before = empty_record();
             let after = judge_push(&before, &doc, device)?;
             check_time(push.doc, started, "checking")?;
             return Ok(Merged::Stored {
                 times: new_times(doc.header().doc_type, &before, &after),
+                rows: Some(Box::new(rows)),
                 doc: Box::new(doc),
                 new_changes: changes,
                 created: true,
@@ -439,6 +442,7 @@ fn merge_push_checked(
         .collect();
     check_new_changes(device, &new_changes)?;
     let mut times = Vec::new();
+    let mut rows = None;
     if !new_changes.is_empty() {
         check_doc_ops(
             push.doc,
@@ -457,7 +461,7 @@ fn merge_push_checked(
             });
         }
         check_time(push.doc, started, "applying")?;
-        project(&doc).map_err(doc_error)?;
+        rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
         check_time(push.doc, started, "checking")?;
         times = new_times(doc.header().doc_type, &before, &after);
@@ -468,6 +472,7 @@ fn merge_push_checked(
         created,
         sync_reply: None,
         times,
+        rows,
     })
 }
 
@@ -549,8 +554,9 @@ fn merge_sync_message(
         }
     };
     let mut times = Vec::new();
+    let mut rows = None;
     if !new_changes.is_empty() {
-        project(&doc).map_err(doc_error)?;
+        rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
         times = new_times(doc.header().doc_type, &before, &after);
     }
@@ -560,6 +566,7 @@ fn merge_sync_message(
         created,
         sync_reply: reply,
         times,
+        rows,
     })
 }
 

@@ -651,6 +651,6 @@ async fn costly_pushes_are_refused_before_they_are_applied() {
     })
     .await;
     // (The document-size bound is checked in `merge`'s unit tests: reaching it takes
-    // 200,000 operations, too slow to build in a debug test binary.)
+    // 150,000 operations, too slow to build in a debug test binary.)
     honest_work_goes_on(&g).await;
 }

@@ -47,7 +47,8 @@ pub(super) struct Ready {
     heads: Vec<automerge::ChangeHash>,
     /// A fresh snapshot, when the document is new or has gathered enough changes.
     snapshot: Option<Vec<u8>>,
-    rows: Projection,
+    /// The projection rows; `None` when the push changed nothing (nothing is written then).
+    rows: Option<Projection>,
     /// For a case: the departments holding it now (lead and co-departments).
     departments: Option<std::collections::BTreeSet<String>>,
     /// Entry times the push wrote, to be judged against the receipt.
@@ -64,12 +65,20 @@ impl Ready {
         created: bool,
         pending_before: i64,
         times: Vec<(String, i64)>,
+        rows: Option<Projection>,
     ) -> Result<Self, StorageError> {
         let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
         let snapshot = (created || pending > SNAPSHOT_AFTER).then(|| doc.save());
-        let rows = project(&doc).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let changed = created || !new_changes.is_empty();
+        let rows = match rows {
+            Some(rows) => Some(rows),
+            None if changed => {
+                Some(project(&doc).map_err(|e| StorageError::Corrupt(e.to_string()))?)
+            }
+            None => None,
+        };
         let (departments, cause_flags) = match &rows {
-            Projection::Case { .. } => {
+            Some(Projection::Case { .. }) => {
                 let case: gridsync_core::records::Case = doc
                     .read()
                     .map_err(|e| StorageError::Corrupt(format!("case {}: {e}", doc.id())))?;
@@ -192,8 +201,16 @@ fn merge_one(
             created,
             sync_reply,
             times,
+            rows,
         }) => Outcome::Stored {
-            ready: Box::new(Ready::new(*doc, new_changes, created, pending, times)?),
+            ready: Box::new(Ready::new(
+                *doc,
+                new_changes,
+                created,
+                pending,
+                times,
+                rows.map(|r| *r),
+            )?),
             sync_reply,
         },
     })
@@ -425,7 +442,9 @@ pub(super) async fn store_merged(
     if let Some(departments) = departments {
         update_departments(tx, doc, departments, new_changes.len(), seq).await?;
     }
-    gridsync_core::projection::store_rows_sqlite(tx, doc.header(), rows.clone()).await?;
+    if let Some(rows) = rows {
+        gridsync_core::projection::store_rows_sqlite(tx, doc.header(), rows.clone()).await?;
+    }
     Ok(())
 }
 
