@@ -7,7 +7,7 @@ use gridsync_core::clock::now_ms;
 use gridsync_core::records::{Household, Residence};
 use gridsync_core::sync::SyncSession;
 use gridsync_core::workflow::Action;
-use gridsync_proto::{AckStatus, DocId, RecordId, SyncResponse};
+use gridsync_proto::{AckStatus, DocId, RecordId};
 use gridsync_server::Storage;
 use gridsync_server::auth::Role;
 use serde_json::Value;
@@ -23,22 +23,7 @@ async fn sync_with_clock(server: &TestServer, phone: &Phone, clock: i64) -> Vec<
         .await
         .expect("request");
     req.clock = clock;
-    let token = phone
-        .store
-        .meta("device_token")
-        .await
-        .expect("meta")
-        .expect("enrolled");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/sync", server.url))
-        .header("content-type", gridsync_proto::CONTENT_TYPE)
-        .bearer_auth(token)
-        .body(req.encode())
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = SyncResponse::decode(&resp.bytes().await.expect("body")).expect("response");
+    let resp = phone.post_sync(server, &req).await;
     resp.acks.into_iter().map(|a| a.status).collect()
 }
 
@@ -56,21 +41,17 @@ async fn add_visit(phone: &Phone, household: DocId, at: i64) -> RecordId {
     id
 }
 
-async fn get_json(server: &TestServer, phone: &Phone, path: &str) -> Value {
-    let token = phone
-        .store
-        .meta("device_token")
-        .await
-        .expect("meta")
-        .expect("enrolled");
+/// GETs `path` as `phone`; returns the status and the JSON answer.
+async fn get_json(server: &TestServer, phone: &Phone, path: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .get(format!("{}{path}", server.url))
-        .bearer_auth(token)
+        .bearer_auth(phone.token().await)
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status().as_u16(), 200, "{path}");
-    serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json")
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -126,22 +107,11 @@ async fn times_from_a_wrong_clock_are_flagged_and_the_skew_recorded() {
         "the last sync's skew"
     );
     // The town centre sees them; a worker may not ask.
-    let shown = get_json(&server, &d, "/v1/time-flags").await;
+    let (status, shown) = get_json(&server, &d, "/v1/time-flags").await;
+    assert_eq!(status, 200);
     assert_eq!(shown["flags"].as_array().map(Vec::len), Some(2), "{shown}");
-    let token = a
-        .store
-        .meta("device_token")
-        .await
-        .expect("meta")
-        .expect("token");
-    let status = reqwest::Client::new()
-        .get(format!("{}/v1/time-flags", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
-        .status();
-    assert_eq!(status.as_u16(), 403);
+    let (status, _) = get_json(&server, &a, "/v1/time-flags").await;
+    assert_eq!(status, 403, "a worker may not ask");
 }
 
 #[tokio::test]
@@ -184,7 +154,7 @@ async fn an_event_stamped_before_its_cause_is_flagged_everywhere_and_left_out_of
             .any(|f| f.doc_id == id.to_string() && f.reason == "before_its_cause"),
         "{flags:?}"
     );
-    let ind = get_json(
+    let (_, ind) = get_json(
         &server,
         &d,
         &format!("/v1/indicators?from={}&to={}", now - 10 * DAY, now + DAY),

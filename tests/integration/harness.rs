@@ -171,6 +171,34 @@ pub struct Phone {
 }
 
 impl Phone {
+    /// The device's bearer token.
+    pub async fn token(&self) -> String {
+        self.store
+            .meta("device_token")
+            .await
+            .expect("meta")
+            .expect("enrolled")
+    }
+
+    /// Posts a hand-built sync request as this device and decodes the answer (it must be 200).
+    pub async fn post_sync(
+        &self,
+        server: &TestServer,
+        req: &gridsync_proto::SyncRequest,
+    ) -> gridsync_proto::SyncResponse {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/sync", server.url))
+            .header("content-type", gridsync_proto::CONTENT_TYPE)
+            .bearer_auth(self.token().await)
+            .body(req.encode())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 200);
+        gridsync_proto::SyncResponse::decode(&resp.bytes().await.expect("body")).expect("response")
+    }
+
     pub async fn enroll(server: &TestServer, name: &str, role: Role, scopes: &[&str]) -> Self {
         Self::enroll_in(server, name, role, scopes, None).await
     }

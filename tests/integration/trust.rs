@@ -10,7 +10,7 @@ use gridsync_core::records::{
     Case, Household, Inspection, Relation, Residence, Resident, ResidentStatus, TrackPoint,
 };
 use gridsync_core::sync::SyncSession;
-use gridsync_proto::{AckStatus, DocId, DocPush, RecordId, SyncResponse};
+use gridsync_proto::{AckStatus, DocId, DocPush, RecordId};
 use gridsync_server::Storage;
 use gridsync_server::auth::Role;
 use serde_bytes::ByteBuf;
@@ -68,23 +68,10 @@ pub(crate) async fn hostile_push(
         changes,
         sync: None,
     }];
-    let token = phone
-        .store
-        .meta("device_token")
+    phone
+        .post_sync(server, &req)
         .await
-        .expect("meta")
-        .expect("enrolled");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/sync", server.url))
-        .header("content-type", gridsync_proto::CONTENT_TYPE)
-        .bearer_auth(token)
-        .body(req.encode())
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status().as_u16(), 200);
-    let resp = SyncResponse::decode(&resp.bytes().await.expect("body")).expect("response");
-    resp.acks
+        .acks
         .into_iter()
         .find(|a| a.doc == doc)
         .expect("an ack for the document")
