@@ -806,13 +806,12 @@ async fn indicators<S: Storage>(
         .into_iter()
         .filter(|c| GridCode::parse(&c.grid).is_ok_and(|g| crate::merge::in_scope(&device, &g)))
         .collect();
-    let flagged: std::collections::BTreeSet<gridsync_proto::DocId> = state
-        .storage
-        .flagged_times()
-        .await?
-        .into_iter()
-        .filter_map(|f| f.doc_id.parse().ok())
-        .collect();
+    let mut flagged = crate::indicators::Flagged::new();
+    for f in state.storage.flagged_times().await? {
+        if let Ok(id) = f.doc_id.parse() {
+            flagged.entry(id).or_default().push((f.at, f.received_at));
+        }
+    }
     let (groups, total) = crate::indicators::indicators(&rows, group_by, now_ms(), &flagged);
     Ok(Json(serde_json::json!({
         "from": from,

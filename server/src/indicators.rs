@@ -71,9 +71,10 @@ pub struct Figures {
     pub overdue: usize,
     /// Supervised (督办) at least once.
     pub supervised: usize,
-    /// Cases carrying a time flagged as implausible (`gridsync_core::time_flags`): they are
-    /// counted here and left out of the figures that rest on phone times (按期结案率 and
-    /// the handling times), which would otherwise trust a clock known to be wrong.
+    /// Cases carrying a time flagged as implausible (`gridsync_core::time_flags`). In the
+    /// timed figures (按期结案率, handling times) a flagged handling or closing time is
+    /// replaced by the moment the server received it, so a wrong clock can make a case look
+    /// later, never earlier, than it was.
     pub flagged_time: usize,
 }
 
@@ -91,7 +92,6 @@ fn hours(ms: i64) -> f64 {
 
 /// Figures for one group of cases at time `now`; `flagged` holds the cases with a flagged time.
 pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<DocId>) -> Figures {
-    let trusted = |c: &CaseRow| !flagged.contains(&c.doc_id);
     let accountable = cases
         .iter()
         .filter(|c| !matches!(c.status.as_str(), "rejected" | "merged" | "suspended"))
@@ -100,7 +100,7 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<Doc
     let dispatched: Vec<&&CaseRow> = cases.iter().filter(|c| c.dispatched_at.is_some()).collect();
     let closed_dispatched: Vec<&&&CaseRow> = closed
         .iter()
-        .filter(|c| c.dispatched_at.is_some() && trusted(c))
+        .filter(|c| c.dispatched_at.is_some())
         .collect();
     let on_time = closed_dispatched
         .iter()
@@ -125,7 +125,6 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<Doc
         .count();
     let mut durations: Vec<i64> = closed
         .iter()
-        .filter(|c| trusted(c))
         .filter_map(|c| c.closed_at.map(|t| (t - c.reported_at).max(0)))
         .collect();
     durations.sort_unstable();
@@ -169,15 +168,43 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<Doc
     }
 }
 
-/// Figures per group, plus the total.
+/// Flagged times per case: (the time, when the server received it).
+pub type Flagged = BTreeMap<DocId, Vec<(i64, i64)>>;
+
+/// A case row whose flagged handling and closing times are replaced by their receipt.
+fn on_receipt(row: &CaseRow, flags: &[(i64, i64)]) -> CaseRow {
+    let fix = |t: Option<i64>| {
+        t.map(|t| {
+            flags
+                .iter()
+                .find(|(at, _)| *at == t)
+                .map_or(t, |(_, received)| (*received).max(t))
+        })
+    };
+    let mut row = row.clone();
+    row.handled_at = fix(row.handled_at);
+    row.closed_at = fix(row.closed_at);
+    row
+}
+
+/// Figures per group, plus the total; `flagged` holds the flagged times of cases.
 pub fn indicators(
     rows: &[CaseRow],
     group_by: GroupBy,
     now: i64,
-    flagged: &BTreeSet<DocId>,
+    flagged: &Flagged,
 ) -> (Vec<Figures>, Figures) {
+    let rows: Vec<CaseRow> = rows
+        .iter()
+        .map(|r| match flagged.get(&r.doc_id) {
+            Some(flags) => on_receipt(r, flags),
+            None => r.clone(),
+        })
+        .collect();
+    let flagged: BTreeSet<DocId> = flagged.keys().copied().collect();
+    let flagged = &flagged;
     let mut groups: BTreeMap<String, Vec<&CaseRow>> = BTreeMap::new();
-    for r in rows {
+    for r in &rows {
         let key = match group_by {
             GroupBy::Grid => r.grid.clone(),
             GroupBy::Department => r.lead.clone().unwrap_or_else(|| "(none)".into()),
@@ -350,23 +377,32 @@ mod tests {
     }
 
     #[test]
-    fn a_case_with_a_flagged_time_is_counted_and_left_out_of_the_timed_figures() {
+    fn a_flagged_time_counts_as_when_the_server_received_it() {
         let rows = month();
-        // Case 2 (closed late after 100 h) carries a time its phone's clock cannot have given.
-        let flagged = BTreeSet::from([rows[1].doc_id]);
+        // Case 1 (handled within its deadline, closed after 24 h) was handled and closed by a
+        // clock set back: the server received both 200 h after the report.
+        let (handled, closed) = (
+            rows[0].handled_at.expect("h"),
+            rows[0].closed_at.expect("c"),
+        );
+        let received = rows[0].reported_at + 200 * H;
+        let flagged = Flagged::from([(
+            rows[0].doc_id,
+            vec![(handled, received), (closed, received)],
+        )]);
         let (_, total) = indicators(&rows, GroupBy::Department, NOW, &flagged);
         assert_eq!(total.flagged_time, 1);
-        // closed dispatched and trusted = 1,10, both on time.
-        assert_eq!(total.on_time_rate, Some(1.0));
-        // durations 24, 2, 5, 48 h.
-        assert_eq!(total.avg_handling_hours, Some(19.75));
+        // closed dispatched = 1,2,10; on time now only 10 (1 counts as received: late).
+        assert_eq!(total.on_time_rate, Some(0.3333));
+        // durations 200, 100, 2, 5, 48 h.
+        assert_eq!(total.avg_handling_hours, Some(71.0));
         // What does not rest on phone times is unchanged.
         assert_eq!(total.closure_rate, Some(0.625));
     }
 
     #[test]
     fn a_month_computed_by_hand() {
-        let (groups, total) = indicators(&month(), GroupBy::Department, NOW, &BTreeSet::new());
+        let (groups, total) = indicators(&month(), GroupBy::Department, NOW, &Flagged::new());
         // accountable = 10 - suspended(7) - rejected(8) = 8; closed = 1,2,3,4,10 = 5.
         assert_eq!(total.cases, 10);
         assert_eq!(total.closure_rate, Some(0.625));
@@ -413,7 +449,7 @@ mod tests {
 
     #[test]
     fn grouping_by_grid_and_category() {
-        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW, &BTreeSet::new());
+        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW, &Flagged::new());
         let counts: Vec<(String, usize)> =
             groups.iter().map(|g| (g.key.clone(), g.cases)).collect();
         assert_eq!(
@@ -423,7 +459,7 @@ mod tests {
                 ("33010200101001003".into(), 5)
             ]
         );
-        let (groups, total) = indicators(&month(), GroupBy::Category, NOW, &BTreeSet::new());
+        let (groups, total) = indicators(&month(), GroupBy::Category, NOW, &Flagged::new());
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].cases, total.cases);
     }

@@ -201,6 +201,114 @@ fn judge_push(before: &Json, doc: &Document, device: &Device) -> Result<Json, Re
     Ok(after)
 }
 
+/// Judges every operation of the new changes by where it writes, so that writes the record's
+/// JSON does not show are judged too: a value put to lose a conflict (it would be offered at
+/// the next resolution and surface if the winner went), a map replaced by an identical copy
+/// (offline edits into the old one would vanish), keys beside `header` and `record`.
+fn check_ops(
+    doc: &mut Document,
+    device: &Device,
+    new_changes: &[Change],
+    before: &Json,
+    created: bool,
+) -> Result<(), Rejection> {
+    use automerge::legacy::{Key, OpType};
+    let writer = rules::Writer {
+        device: device.id,
+        role: device.role,
+        creator: doc.header().creator,
+    };
+    let doc_type = doc.header().doc_type;
+    let after = doc.record_json();
+    let am = doc.automerge();
+    // Where each object lives: its map keys from the root, and whether it lies in a list
+    // (lists and text are compared whole, as the record's leaves).
+    let mut places: std::collections::HashMap<String, Option<(Vec<String>, bool)>> =
+        Default::default();
+    let mut touches = Vec::new();
+    // Objects the push itself makes: what is written inside them is part of the operation that
+    // made them, which is judged where it puts the object (so a patrol's new fixes cost one
+    // judgement each, not one per field).
+    let mut made: std::collections::HashSet<String> = Default::default();
+    for change in new_changes {
+        let expanded = change.decode();
+        for (i, op) in expanded.operations.into_iter().enumerate() {
+            if matches!(op.action, OpType::Make(_)) {
+                let counter = u64::from(expanded.start_op) + i as u64;
+                made.insert(format!("{counter}@{}", expanded.actor_id));
+            }
+            let obj = op.obj.to_string();
+            if made.contains(&obj) {
+                continue;
+            }
+            let place = places
+                .entry(obj.clone())
+                .or_insert_with(|| object_place(am, &obj))
+                .clone();
+            let Some((mut path, in_list)) = place else {
+                return Err(reject(
+                    "bad_change",
+                    format!("an operation writes into object {obj}, which the document lacks"),
+                ));
+            };
+            if let (Key::Map(k), false) = (&op.key, in_list) {
+                path.push(k.to_string());
+            }
+            match path.first().map(String::as_str) {
+                Some("record") if path.len() > 1 => {}
+                Some("record" | "header") if created => continue,
+                _ => {
+                    return Err(reject(
+                        "not_allowed",
+                        format!(
+                            "{}: only fields inside the record change once a document exists",
+                            if path.is_empty() {
+                                "(root)".to_owned()
+                            } else {
+                                path.join(".")
+                            }
+                        ),
+                    ));
+                }
+            }
+            path.remove(0);
+            touches.push(rules::Touch::of_op(
+                path,
+                matches!(op.action, OpType::Delete),
+                before,
+            ));
+        }
+    }
+    rules::check_touches(doc_type, &writer, touches, before, &after)
+        .map_err(|v| reject(v.code, v.to_string()))
+}
+
+/// The map keys from the document root to the object `obj` (Automerge's `counter@actor`
+/// form), and whether the path passes through a list or text.
+fn object_place(am: &AutoCommit, obj: &str) -> Option<(Vec<String>, bool)> {
+    let id = am.import_obj(obj).ok()?;
+    let mut path = Vec::new();
+    let mut in_list = false;
+    if id != automerge::ROOT {
+        for (_, prop) in am.parents(&id).ok()?.path() {
+            match prop {
+                automerge::Prop::Map(k) => path.push(k),
+                automerge::Prop::Seq(_) => {
+                    in_list = true;
+                    break;
+                }
+            }
+        }
+        if !in_list {
+            in_list = matches!(
+                am.object_type(&id),
+                Ok(automerge::ObjType::List | automerge::ObjType::Text)
+            );
+        }
+    }
+    Some((path, in_list))
+}
+
 fn empty_record() -> Json {
     Json::Object(serde_json::Map::new())
 }
@@ -406,7 +514,7 @@ fn merge_push_checked(
             if !am.get_missing_deps(&[]).is_empty() {
                 return Ok(Merged::NeedSync { sync_reply: None });
             }
-            let doc = Document::from_automerge(am).map_err(doc_error)?;
+            let mut doc = Document::from_automerge(am).map_err(doc_error)?;
             if doc.id() != push.doc {
                 return Err(reject(
                     "header_mismatch",
@@ -425,6 +533,7 @@ fn merge_push_checked(
             let rows = project(&doc).map_err(doc_error)?;
             let before = empty_record();
             let after = judge_push(&before, &doc, device)?;
+            check_ops(&mut doc, device, &changes, &before, true)?;
             check_time(push.doc, started, "checking")?;
             return Ok(Merged::Stored {
                 times: new_times(doc.header().doc_type, &before, &after),
@@ -463,6 +572,7 @@ fn merge_push_checked(
         check_time(push.doc, started, "applying")?;
         rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
+        check_ops(&mut doc, device, &new_changes, &before, false)?;
         check_time(push.doc, started, "checking")?;
         times = new_times(doc.header().doc_type, &before, &after);
     }
@@ -485,6 +595,21 @@ fn merge_sync_message(
 ) -> Result<Merged, Rejection> {
     let message = Message::decode(msg)
         .map_err(|e| reject("bad_sync_message", format!("document {}: {e}", push.doc)))?;
+    // As for pushed changes: a compressed change could inflate far past the request's size
+    // limit as it is received. (Operation counts are checked right after receiving.)
+    if message
+        .changes
+        .iter()
+        .any(|c| c.get(8) == Some(&COMPRESSED_CHANGE_CHUNK))
+    {
+        return Err(reject(
+            "bad_sync_message",
+            format!(
+                "the sync message for document {} carries a compressed change",
+                push.doc
+            ),
+        ));
+    }
     let created = existing.is_none();
     let mut am = match &existing {
         Some(doc) => {
@@ -525,7 +650,7 @@ fn merge_sync_message(
     let before = existing
         .as_ref()
         .map_or_else(empty_record, Document::record_json);
-    let doc = match existing {
+    let mut doc = match existing {
         Some(mut doc) => {
             // Apply through the document so the header check runs on what the message added.
             doc.apply_changes(new_changes.clone()).map_err(doc_error)?;
@@ -558,6 +683,7 @@ fn merge_sync_message(
     if !new_changes.is_empty() {
         rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
+        check_ops(&mut doc, device, &new_changes, &before, created)?;
         times = new_times(doc.header().doc_type, &before, &after);
     }
     Ok(Merged::Stored {

@@ -134,8 +134,8 @@ const HOUSEHOLD: &[Rule] = &[
     container("members"),
     entry("members.*", Anyone, Anyone),
     container("visits"),
+    // A visit's photos are part of the visit: its author's.
     authored("visits.*", Author),
-    authored("visits.*.photos.*", Nobody),
     container("redactions"),
     redaction("redactions.*"),
 ];
@@ -181,7 +181,13 @@ const INSPECTION: &[Rule] = &[
     container("findings"),
     entry("findings.*", Creator, Creator),
     container("photos"),
-    authored("photos.*", Nobody),
+    Rule {
+        path: "photos.*",
+        create: Creator,
+        edit: Nobody,
+        delete: Nobody,
+        authored: true,
+    },
     container("redactions"),
     redaction("redactions.*"),
 ];
@@ -252,12 +258,36 @@ enum Kind {
     Changed,
 }
 
-/// One difference: where, how, and whether it lies inside an entry added or removed whole.
+/// One write to judge: where (record-relative path), how, and whether it lies inside an entry
+/// added or removed whole (then it is judged with that entry).
 #[derive(Debug)]
-struct Touch {
+pub struct Touch {
     path: Vec<String>,
     kind: Kind,
     inside_whole: bool,
+}
+
+impl Touch {
+    /// One Automerge operation writing (or deleting) at `path`, judged against the record
+    /// before the push. The server makes these from a push's operations, so that a write the
+    /// record's JSON does not show (a value that loses a conflict, an object replaced by an
+    /// identical copy) is judged like any other.
+    pub fn of_op(path: Vec<String>, deletes: bool, before: &Json) -> Self {
+        let existed = at(before, &path).is_some();
+        let inside_whole = (1..path.len()).any(|n| at(before, &path[..n]).is_none());
+        let kind = if deletes {
+            Kind::Removed
+        } else if existed {
+            Kind::Changed
+        } else {
+            Kind::Added
+        };
+        Touch {
+            path,
+            kind,
+            inside_whole,
+        }
+    }
 }
 
 /// Every path whose value differs. Maps are walked; lists and scalars are compared whole. An
@@ -350,8 +380,19 @@ pub fn check_authorship(
     before: &Json,
     after: &Json,
 ) -> Result<(), Violation> {
+    check_touches(doc_type, writer, diff(before, after), before, after)
+}
+
+/// Checks writes (`touches`) from `before` to `after` against the authorship table.
+pub fn check_touches(
+    doc_type: DocType,
+    writer: &Writer,
+    touches: impl IntoIterator<Item = Touch>,
+    before: &Json,
+    after: &Json,
+) -> Result<(), Violation> {
     let rules = table(doc_type);
-    for t in diff(before, after) {
+    for t in touches {
         let Some((rule, n)) = rule_for(rules, &t.path) else {
             if t.inside_whole {
                 continue;

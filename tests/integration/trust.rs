@@ -641,3 +641,57 @@ async fn costly_pushes_are_refused_before_they_are_applied() {
     // 150,000 operations, too slow to build in a debug test binary.)
     honest_work_goes_on(&g).await;
 }
+
+#[tokio::test]
+async fn writes_the_record_does_not_show_are_judged_too() {
+    let g = grid().await;
+    let (s, b, h) = (&g.server, &g.b, g.household);
+    let visit = g.visit.to_string();
+    // A edits its visit three times; B, still holding the older copy, writes the same field:
+    // B's value loses the conflict (lower counter), so the record's JSON does not change, but
+    // the value would be kept and offered at the next resolution.
+    for n in 0..3 {
+        g.a.store
+            .update::<Household>(h, |hh| {
+                hh.visits.get_mut(&g.visit).expect("visit").findings = format!("第 {n} 稿");
+            })
+            .await
+            .expect("A edits its visit");
+    }
+    g.a.sync().await;
+    assert_refused(
+        s,
+        b,
+        h,
+        "not_author",
+        &format!("visits.{visit}.findings"),
+        |am| {
+            let v = obj_at(am, &format!("visits.{visit}"));
+            am.put(&v, "findings", "藏起来的改写").expect("put");
+        },
+    )
+    .await;
+    // A members map replaced by an identical copy: nothing visible changes, but offline
+    // edits into the old map would vanish.
+    assert_refused(s, b, h, "not_allowed", "members", |am| {
+        let rec = obj_at(am, "");
+        let members = am.put_object(&rec, "members", ObjType::Map).expect("map");
+        let m = am
+            .put_object(&members, g.member.to_string(), ObjType::Map)
+            .expect("member");
+        am.put(&m, "name", "王建国").expect("put");
+        am.put(&m, "relation", "head").expect("put");
+        am.put(&m, "status", "present").expect("put");
+        let phones = am.put_object(&m, "phones", ObjType::List).expect("phones");
+        am.insert(&phones, 0, "13812345678").expect("phone");
+        am.put_object(&m, "categories", ObjType::Map)
+            .expect("categories");
+    })
+    .await;
+    // Keys beside the record are not the device's to write.
+    assert_refused(s, b, h, "not_allowed", "sidecar", |am| {
+        am.put(ROOT, "sidecar", "x").expect("put");
+    })
+    .await;
+    honest_work_goes_on(&g).await;
+}

@@ -150,14 +150,31 @@ async fn dept_member(
 
 /// Reads what the merge needs (in one read transaction, so bytes, version and membership
 /// agree) and runs the Automerge work on the blocking pool.
-async fn prepare(
-    storage: &SqliteStorage,
+/// What a merge reads of one document: its bytes and version, and the device's membership.
+struct Inputs {
+    stored: Option<StoredBytes>,
+    member: bool,
+}
+
+async fn read_inputs(
     conn: &mut SqliteConnection,
     device: &Device,
     push: &DocPush,
+) -> Result<Inputs, StorageError> {
+    Ok(Inputs {
+        stored: load_bytes(conn, push.doc).await?,
+        member: dept_member(conn, device, push).await?,
+    })
+}
+
+/// Runs the Automerge work of one push on the blocking pool (no connection is held).
+async fn prepare(
+    storage: &SqliteStorage,
+    inputs: Inputs,
+    device: &Device,
+    push: &DocPush,
 ) -> Result<Prepared, StorageError> {
-    let stored = load_bytes(conn, push.doc).await?;
-    let member = dept_member(conn, device, push).await?;
+    let Inputs { stored, member } = inputs;
     let version = stored.as_ref().map(|s| s.version);
     let newest_schema = storage.newest_schema;
     let permit = storage
@@ -239,13 +256,19 @@ pub(super) async fn merge(
     if pushes.is_empty() {
         return Ok(outcome);
     }
-    let mut prepared = Vec::with_capacity(pushes.len());
+    // Read everything first, in one short read transaction (bytes, versions and memberships
+    // agree), and give the connection back before the Automerge work.
+    let mut inputs = Vec::with_capacity(pushes.len());
     {
         let mut read = storage.pool.begin().await?;
         for push in pushes {
-            prepared.push(prepare(storage, &mut read, device, push).await?);
+            inputs.push(read_inputs(&mut read, device, push).await?);
         }
         read.rollback().await?;
+    }
+    let mut prepared = Vec::with_capacity(pushes.len());
+    for (push, input) in pushes.iter().zip(inputs) {
+        prepared.push(prepare(storage, input, device, push).await?);
     }
     let _guard = storage.write_lock.lock().await;
     let mut tx = storage.pool.begin().await?;
@@ -268,7 +291,8 @@ pub(super) async fn merge(
         if version_now(&mut tx, push).await? != p.version {
             // Another push changed this document since it was prepared: merge again on what
             // is stored now (under the lock, so nothing can move it again).
-            p = prepare(storage, &mut tx, device, push).await?;
+            let input = read_inputs(&mut tx, device, push).await?;
+            p = prepare(storage, input, device, push).await?;
         }
         let status = match p.outcome {
             Outcome::Unreadable(why) => {
@@ -504,32 +528,49 @@ async fn update_departments(
     Ok(())
 }
 
-/// Records the flags of the times a merge wrote (upserted per field: the newest judgement of a
-/// field's time stands).
+/// Records the flags of the times a merge wrote. A time written again is judged again: its
+/// flag is replaced, or dropped when the new time is plausible. An event found before its
+/// cause keeps the first receipt and device it was found with (a later merge by another
+/// device does not move the blame).
 async fn store_time_flags(
     tx: &mut SqliteConnection,
     device: &Device,
     ready: &Ready,
     receipt: Receipt,
 ) -> Result<(), StorageError> {
+    let id = ready.doc.id().to_string();
     let arrivals = flag_arrivals(&ready.times, receipt.received_at, receipt.phone_clock);
-    for flag in arrivals.iter().chain(&ready.cause_flags) {
-        sqlx::query(
-            "INSERT INTO time_flags (doc_id, path, at, received_at, device, skew_ms, reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (doc_id, path) DO UPDATE SET at = excluded.at, \
-             received_at = excluded.received_at, device = excluded.device, \
-             skew_ms = excluded.skew_ms, reason = excluded.reason",
-        )
-        .bind(ready.doc.id().to_string())
-        .bind(&flag.path)
-        .bind(flag.at)
-        .bind(receipt.received_at)
-        .bind(device.id.to_string())
-        .bind(receipt.skew())
-        .bind(flag.reason)
-        .execute(&mut *tx)
-        .await?;
+    for (path, _) in &ready.times {
+        if !arrivals.iter().any(|f| &f.path == path) {
+            sqlx::query("DELETE FROM time_flags WHERE doc_id = $1 AND path = $2")
+                .bind(&id)
+                .bind(path)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let upsert = "INSERT INTO time_flags (doc_id, path, at, received_at, device, skew_ms, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (doc_id, path) DO UPDATE SET at = excluded.at, \
+         received_at = excluded.received_at, device = excluded.device, \
+         skew_ms = excluded.skew_ms, reason = excluded.reason";
+    let keep_first = "INSERT INTO time_flags (doc_id, path, at, received_at, device, skew_ms, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (doc_id, path) DO NOTHING";
+    let flags = arrivals
+        .iter()
+        .map(|f| (f, upsert))
+        .chain(ready.cause_flags.iter().map(|f| (f, keep_first)));
+    for (flag, sql) in flags {
+        sqlx::query(sql)
+            .bind(&id)
+            .bind(&flag.path)
+            .bind(flag.at)
+            .bind(receipt.received_at)
+            .bind(device.id.to_string())
+            .bind(receipt.skew())
+            .bind(flag.reason)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

@@ -114,10 +114,10 @@ pub struct Redaction {
 impl Redaction {
     pub(crate) fn check(&self, c: &mut Checker, entries: &[&str]) {
         c.required("reason", &self.reason, 500);
-        let names_entry = self
-            .target
-            .split_once('.')
-            .is_some_and(|(map, key)| entries.contains(&map) && !key.is_empty());
+        // Exactly `map.key`: a redaction hides one whole entry, never a part of one.
+        let names_entry = self.target.split_once('.').is_some_and(|(map, key)| {
+            entries.contains(&map) && !key.is_empty() && !key.contains('.')
+        });
         if !names_entry {
             c.fail(
                 "target",
@@ -135,8 +135,8 @@ pub fn redacted<'a>(
     redactions
         .into_iter()
         .filter_map(|r| r.target.split_once('.'))
-        .filter(|(m, _)| *m == map)
-        .map(|(_, id)| id.split('.').next().unwrap_or(id).to_owned())
+        .filter(|(m, id)| *m == map && !id.contains('.'))
+        .map(|(_, id)| id.to_owned())
         .collect()
 }
 
