@@ -209,7 +209,7 @@ fn check_ops(
     doc: &mut Document,
     device: &Device,
     new_changes: &[Change],
-    before: &Json,
+    (before, after): (&Json, &Json),
     created: bool,
 ) -> Result<(), Rejection> {
     use automerge::legacy::{Key, OpType};
@@ -219,7 +219,6 @@ fn check_ops(
         creator: doc.header().creator,
     };
     let doc_type = doc.header().doc_type;
-    let after = doc.record_json();
     let am = doc.automerge();
     // Where each object lives: its map keys from the root, and whether it lies in a list
     // (lists and text are compared whole, as the record's leaves).
@@ -279,7 +278,7 @@ fn check_ops(
             ));
         }
     }
-    rules::check_touches(doc_type, &writer, touches, before, &after)
+    rules::check_touches(doc_type, &writer, touches, before, after)
         .map_err(|v| reject(v.code, v.to_string()))
 }
 
@@ -533,7 +532,7 @@ fn merge_push_checked(
             let rows = project(&doc).map_err(doc_error)?;
             let before = empty_record();
             let after = judge_push(&before, &doc, device)?;
-            check_ops(&mut doc, device, &changes, &before, true)?;
+            check_ops(&mut doc, device, &changes, (&before, &after), true)?;
             check_time(push.doc, started, "checking")?;
             return Ok(Merged::Stored {
                 times: new_times(doc.header().doc_type, &before, &after),
@@ -572,7 +571,7 @@ fn merge_push_checked(
         check_time(push.doc, started, "applying")?;
         rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
-        check_ops(&mut doc, device, &new_changes, &before, false)?;
+        check_ops(&mut doc, device, &new_changes, (&before, &after), false)?;
         check_time(push.doc, started, "checking")?;
         times = new_times(doc.header().doc_type, &before, &after);
     }
@@ -683,7 +682,7 @@ fn merge_sync_message(
     if !new_changes.is_empty() {
         rows = Some(Box::new(project(&doc).map_err(doc_error)?));
         let after = judge_push(&before, &doc, device)?;
-        check_ops(&mut doc, device, &new_changes, &before, created)?;
+        check_ops(&mut doc, device, &new_changes, (&before, &after), created)?;
         times = new_times(doc.header().doc_type, &before, &after);
     }
     Ok(Merged::Stored {
