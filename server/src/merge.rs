@@ -60,6 +60,36 @@ pub mod cost {
     pub const MAX_DOC_OPS: u64 = 150_000;
     /// Wall time one push may take (`push_too_slow`); checked between the phases of a merge.
     pub const PUSH_TIME_BUDGET: Duration = Duration::from_secs(10);
+    /// Bytes of a document as stored plus the push's change bytes (`push_memory`), checked
+    /// before the document is even loaded. Operation counts do not bound memory alone: one
+    /// operation can carry a string of megabytes (put and overwritten in the same change, it
+    /// leaves the record valid and the history heavier). The largest patrol the operation
+    /// bound allows is about 1.5 MB stored.
+    pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
+    /// Bytes of one string value an operation may put (`value_too_large`): the longest text
+    /// field holds 5,000 characters; a larger value can only be ballast.
+    pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+    /// Refuses a push whose document, as stored, and changes together exceed
+    /// [`MAX_PUSH_BYTES`].
+    pub fn check_memory(
+        push: &gridsync_proto::DocPush,
+        stored: usize,
+    ) -> Result<(), super::Rejection> {
+        let pushed: usize = push.changes.iter().map(|c| c.len()).sum::<usize>()
+            + push.sync.as_ref().map_or(0, |s| s.len());
+        if stored + pushed > MAX_PUSH_BYTES {
+            return Err(super::reject(
+                "push_memory",
+                format!(
+                    "document {} holds {stored} bytes and the push adds {pushed}: merging it would \
+                     take more memory than one push may (at most {MAX_PUSH_BYTES} bytes in all)",
+                    push.doc
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What merging one push produced.
@@ -235,6 +265,18 @@ fn check_ops(
             if matches!(op.action, OpType::Make(_)) {
                 let counter = u64::from(expanded.start_op) + i as u64;
                 made.insert(format!("{counter}@{}", expanded.actor_id));
+            }
+            if let OpType::Put(automerge::ScalarValue::Str(s)) = &op.action
+                && s.len() > cost::MAX_VALUE_BYTES
+            {
+                return Err(reject(
+                    "value_too_large",
+                    format!(
+                        "an operation puts a string of {} bytes; at most {} are taken in one value",
+                        s.len(),
+                        cost::MAX_VALUE_BYTES
+                    ),
+                ));
             }
             let obj = op.obj.to_string();
             if made.contains(&obj) {
@@ -727,6 +769,21 @@ mod fuzz {
         let id = doc.id();
         let bytes = doc.changes_since(&[])[0].raw_bytes().to_vec();
         (id, bytes)
+    }
+
+    #[test]
+    fn a_push_past_the_byte_bound_is_refused_before_the_document_is_loaded() {
+        let push = DocPush {
+            doc: DocId::new(),
+            header: None,
+            heads: vec![],
+            changes: vec![ByteBuf::from(vec![0u8; 1024 * 1024])],
+            sync: None,
+        };
+        assert!(cost::check_memory(&push, 1024).is_ok());
+        let err = cost::check_memory(&push, cost::MAX_PUSH_BYTES - 1024)
+            .expect_err("stored and pushed bytes together pass the bound");
+        assert_eq!(err.code, "push_memory");
     }
 
     #[test]

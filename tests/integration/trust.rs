@@ -637,6 +637,15 @@ async fn costly_pushes_are_refused_before_they_are_applied() {
             .expect("splice");
     })
     .await;
+    // A value of megabytes, put and overwritten in one change: the record stays valid, the
+    // history would carry the ballast.
+    assert_refused(s, b, h, "value_too_large", "string", |am| {
+        let rec = obj_at(am, "");
+        am.put(&rec, "address", "垃".repeat(1024 * 1024))
+            .expect("put");
+        am.put(&rec, "address", "城南社区 1 幢").expect("put back");
+    })
+    .await;
     // (The document-size bound is checked in `merge`'s unit tests: reaching it takes
     // 150,000 operations, too slow to build in a debug test binary.)
     honest_work_goes_on(&g).await;

@@ -201,6 +201,10 @@ fn merge_one(
     member: bool,
     newest_schema: u32,
 ) -> Result<Outcome, StorageError> {
+    let stored_len = stored.as_ref().map_or(0, |s| s.bytes.len());
+    if let Err(rejection) = crate::merge::cost::check_memory(push, stored_len) {
+        return Ok(Outcome::Rejected(rejection));
+    }
     let (existing, pending) = match stored {
         Some(s) => match decode_doc(push.doc, &s.bytes, newest_schema) {
             Ok(doc) => (Some(doc), s.pending),
