@@ -772,6 +772,41 @@ mod fuzz {
     }
 
     #[test]
+    fn a_push_over_its_time_budget_is_refused_and_a_compressed_change_is_never_parsed() {
+        let id = DocId::new();
+        let long_ago = std::time::Instant::now()
+            .checked_sub(cost::PUSH_TIME_BUDGET + std::time::Duration::from_secs(1))
+            .expect("the machine has been up longer than the budget");
+        assert_eq!(
+            check_time(id, long_ago, "applying").map_err(|r| r.code),
+            Err("push_too_slow")
+        );
+        assert!(check_time(id, std::time::Instant::now(), "applying").is_ok());
+        // A change large enough that Automerge compresses it, sent compressed.
+        let d = device();
+        let mut h = Household::new("1 号", Residence::Permanent);
+        h.address = "城南社区".repeat(40);
+        let mut doc = Document::create(id, d.scopes[0].clone(), d.id, &h).expect("doc");
+        let mut change = doc.changes_since(&[]).remove(0);
+        let compressed = change.bytes().to_vec();
+        assert_eq!(
+            compressed.get(8),
+            Some(&COMPRESSED_CHANGE_CHUNK),
+            "compressed"
+        );
+        let push = DocPush {
+            doc: id,
+            header: None,
+            heads: vec![],
+            changes: vec![ByteBuf::from(compressed)],
+            sync: None,
+        };
+        let err = merge_push(None, &d, &push, false).expect_err("refused");
+        assert_eq!(err.code, "bad_change");
+        assert!(err.message.contains("compressed"), "{}", err.message);
+    }
+
+    #[test]
     fn a_push_past_the_byte_bound_is_refused_before_the_document_is_loaded() {
         let push = DocPush {
             doc: DocId::new(),
