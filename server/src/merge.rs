@@ -2,8 +2,11 @@
 //! current document, calls [`merge_push`], and writes what comes back in its transaction.
 //!
 //! **Invariant:** a push is taken whole or not at all. Every change newly accepted is authored
-//! by the pushing device's actor, lies in its scope, leaves the header untouched and leaves the
-//! record readable; otherwise nothing of that document is stored.
+//! by the pushing device's actor, lies in its scope, leaves the header untouched and the record
+//! readable, stays within the cost bounds ([`cost`]), and obeys the record rules
+//! (`gridsync_core::rules`: the authorship table, judged on the record's JSON and on every
+//! operation, and no rule failure left on a field it touched); otherwise nothing of that
+//! document is stored.
 
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash, ReadDoc};
