@@ -66,8 +66,8 @@ pub mod cost {
     /// Bytes of a document as stored plus the push's change bytes (`push_memory`), checked
     /// before the document is even loaded. Operation counts do not bound memory alone: one
     /// operation can carry a string of megabytes (put and overwritten in the same change, it
-    /// leaves the record valid and the history heavier). The largest patrol the operation
-    /// bound allows is about 1.5 MB stored.
+    /// leaves the record valid and the history heavier). The largest push the operation bound
+    /// allows is about 2.2 MB of changes (`hostile_push_request_bytes` in BENCHMARKS.md).
     pub const MAX_PUSH_BYTES: usize = 8 * 1024 * 1024;
     /// Bytes of one string value an operation may put (`value_too_large`): the longest text
     /// field holds 5,000 characters; a larger value can only be ballast.

@@ -451,7 +451,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (mut doc, chunks) = load_doc(&mut tx, id, self.newest_schema).await?;
         doc.automerge().set_actor(self.actor_id());
-        doc.set_role(self.actor().await?.role);
+        doc.set_role(self.role().await?);
         let before = doc.heads();
         if !f(&mut doc)? {
             return Ok(false);
@@ -772,12 +772,18 @@ impl Store {
             .meta("worker")
             .await?
             .unwrap_or_else(|| self.device.to_string());
-        let role = match self.meta("role").await? {
-            Some(r) => Role::from_str(&r).map_err(StoreError::Corrupt)?,
-            None => Role::Worker,
-        };
+        let role = self.role().await?;
         let dept = self.meta("department").await?.filter(|d| !d.is_empty());
         Ok(Actor { name, role, dept })
+    }
+
+    /// The role this device enrolled with (a worker until enrolled): what its edits are
+    /// judged in.
+    pub async fn role(&self) -> Result<Role, StoreError> {
+        match self.meta("role").await? {
+            Some(r) => Role::from_str(&r).map_err(StoreError::Corrupt),
+            None => Ok(Role::Worker),
+        }
     }
 
     /// Takes a workflow action on a case as `actor`: `plan` computes the event's data from the

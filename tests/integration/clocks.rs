@@ -113,6 +113,22 @@ async fn times_from_a_wrong_clock_are_flagged_and_the_skew_recorded() {
     assert_eq!(shown["flags"].as_array().map(Vec::len), Some(2), "{shown}");
     let (status, _) = get_json(&server, &a, "/v1/time-flags").await;
     assert_eq!(status, 403, "a worker may not ask");
+    // The worker corrects the visit stamped tomorrow: judged again, its flag goes.
+    a.store
+        .update::<Household>(h, |hh| hh.visits.get_mut(&ahead).expect("visit").at = now)
+        .await
+        .expect("correct the time");
+    sync_with_clock(&server, &a, now_ms()).await;
+    let flags = server.storage.flagged_times().await.expect("flags");
+    assert!(
+        !flags.iter().any(|f| f.path == format!("visits.{ahead}.at")),
+        "{flags:?}"
+    );
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.path == format!("visits.{behind}.at"))
+    );
 }
 
 #[tokio::test]

@@ -623,7 +623,7 @@ async fn a_poisoned_record_from_before_does_not_block_honest_work() {
 }
 
 #[tokio::test]
-async fn costly_pushes_are_refused_before_they_are_applied() {
+async fn costly_pushes_are_refused_and_store_nothing() {
     use gridsync_server::merge::cost;
     let g = grid().await;
     let (s, b, h) = (&g.server, &g.b, g.household);

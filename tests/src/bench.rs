@@ -481,7 +481,7 @@ fn proc_status_mb(key: &str) -> Option<f64> {
 /// fixes each, as many as fit under the document bound: 7, 140,000 operations; 2 in quick
 /// mode), sent as one request of
 /// prebuilt change bytes (the bench process then holds only those bytes, so its peak memory is
-/// the server's plus about a megabyte), and meanwhile a worker of another grid syncing one
+/// the server's plus those 2 MB), and meanwhile a worker of another grid syncing one
 /// visit at a time: how long the big push takes, the small syncs' worst latency during it (and
 /// alone, before it, as the baseline), and the peak memory during it.
 pub async fn hostile_push_scenario(quick: bool, out: &mut Map<String, Value>) -> Result<()> {
@@ -569,6 +569,7 @@ pub async fn hostile_push_scenario(quick: bool, out: &mut Map<String, Value>) ->
     let doc_id = request.docs[0].doc;
     let body = request.encode();
     drop(request);
+    out.insert("hostile_push_request_bytes".into(), json!(body.len()));
     let token = a.meta("device_token").await?.context("enrolled")?;
     let url = format!("{}/v1/sync", server.url);
     drop(client_a);

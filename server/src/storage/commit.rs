@@ -544,8 +544,17 @@ async fn store_time_flags(
 ) -> Result<(), StorageError> {
     let id = ready.doc.id().to_string();
     let arrivals = flag_arrivals(&ready.times, receipt.received_at, receipt.phone_clock);
+    // A new document has no flags yet; otherwise one read says which written paths had one.
+    let flagged: Vec<String> = if ready.created {
+        Vec::new()
+    } else {
+        sqlx::query_scalar("SELECT path FROM time_flags WHERE doc_id = $1")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
+    };
     for (path, _) in &ready.times {
-        if !arrivals.iter().any(|f| &f.path == path) {
+        if flagged.contains(path) && !arrivals.iter().any(|f| &f.path == path) {
             sqlx::query("DELETE FROM time_flags WHERE doc_id = $1 AND path = $2")
                 .bind(&id)
                 .bind(path)
