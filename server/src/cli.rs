@@ -53,6 +53,15 @@ enum Command {
         /// keep each request under 1 MiB of changes).
         #[arg(long, default_value_t = 180)]
         request_timeout: u64,
+        /// Where photo files go: `s3://BUCKET` (endpoint and keys from the AWS_* variables,
+        /// e.g. AWS_ENDPOINT=http://127.0.0.1:9000 AWS_ALLOW_HTTP=true for a local
+        /// S3-compatible server); by default the folder DATA_DIR/photos.
+        #[arg(long, env = "GRIDSYNC_PHOTOS")]
+        photos: Option<String>,
+        /// How far (metres) an evidence photo may be from its case's location before it is
+        /// flagged.
+        #[arg(long, default_value_t = gridsync_core::evidence::DEFAULT_RADIUS_M)]
+        evidence_radius_m: f64,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -164,11 +173,24 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             max_in_flight,
             request_timeout,
+            photos,
+            evidence_radius_m,
         } => {
+            anyhow::ensure!(
+                evidence_radius_m.is_finite() && evidence_radius_m > 0.0,
+                "--evidence-radius-m: must be a positive number of metres"
+            );
             let config = Config {
                 max_in_flight,
                 request_timeout: Duration::from_secs(request_timeout),
                 reference: std::sync::Arc::new(reference),
+                photos: crate::photos::PhotoConfig {
+                    store: crate::photos::open_store(photos.as_deref(), &cli.data_dir)?,
+                    evidence: gridsync_core::evidence::EvidenceRules {
+                        radius_m: evidence_radius_m,
+                        ..Default::default()
+                    },
+                },
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(listen)
@@ -177,9 +199,24 @@ async fn run(cli: Cli) -> Result<()> {
             let addr = listener.local_addr()?;
             println!("gridsync-server listening on http://{addr}");
             tracing::info!(%addr, data_dir = %cli.data_dir.display(), "serving");
+            let state = AppState::new(storage, config);
+            let sweeper = state.clone();
+            tokio::spawn(async move {
+                // Unfinished uploads expire (tus expiration): a phone that gave up, or a
+                // device that was revoked mid-upload, leaves nothing behind for good.
+                let mut tick = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tick.tick().await;
+                    match crate::photos::expire_uploads(&sweeper).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(n, "expired unfinished uploads"),
+                        Err(e) => tracing::warn!(error = %e, "expiring uploads failed"),
+                    }
+                }
+            });
             crate::http::serve(
                 listener,
-                app(AppState::new(storage, config)),
+                app(state),
                 crate::http::HEADER_READ_TIMEOUT,
                 shutdown(),
             )

@@ -44,6 +44,8 @@ pub struct Config {
     pub pull_budget: PullBudget,
     /// Departments, category table and working calendar.
     pub reference: Arc<Reference>,
+    /// Where photo files are kept, and the evidence check settings.
+    pub photos: crate::photos::PhotoConfig,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(180),
             pull_budget: PullBudget::default(),
             reference: Arc::new(Reference::builtin()),
+            photos: Default::default(),
         }
     }
 }
@@ -158,6 +161,77 @@ pub enum ApiError {
     /// Bad query parameters.
     #[error("{0}")]
     BadQuery(String),
+    /// A tus request without `Tus-Resumable: 1.0.0`.
+    #[error("this server speaks tus 1.0.0 (Tus-Resumable was {0})")]
+    TusVersion(String),
+    /// A missing or malformed header.
+    #[error("{0}")]
+    BadHeader(String),
+    /// An upload of a file no document the device may read references (with that length).
+    #[error(
+        "no document you may read references photo {0} with this length; sync the document \
+         first"
+    )]
+    PhotoNotReferenced(String),
+    /// A photo over the size limit (or empty).
+    #[error("a photo of {length} bytes cannot be stored (1 to {max} bytes)")]
+    PhotoTooLarge {
+        /// Its declared length.
+        length: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An upload was made again with another length than the one under way.
+    #[error("an upload of this file with {under_way} bytes is under way; {declared} declared")]
+    LengthMismatch {
+        /// The new declaration.
+        declared: u64,
+        /// The upload's length.
+        under_way: u64,
+    },
+    /// No upload of this file by this device.
+    #[error("no upload of this file is under way for this device; create it with POST")]
+    UploadNotFound,
+    /// A PATCH at another offset than the server's.
+    #[error("the server holds {expected} bytes of this upload; the chunk was sent for {found}")]
+    OffsetMismatch {
+        /// The server's offset.
+        expected: u64,
+        /// The request's.
+        found: u64,
+    },
+    /// A chunk whose checksum does not match.
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    /// A checksum algorithm this server does not compute.
+    #[error("checksum algorithm {0:?} is not supported (sha1, sha256)")]
+    ChecksumAlgorithm(String),
+    /// A finished upload whose bytes do not hash to its name; it was thrown away.
+    #[error("the uploaded bytes hash to {found}, not {expected}; nothing was stored")]
+    HashMismatch {
+        /// The name.
+        expected: String,
+        /// What the bytes hash to.
+        found: String,
+    },
+    /// Not an image type the server stores; nothing was stored.
+    #[error("{0}")]
+    PhotoType(String),
+    /// No such photo for this device (or none it may see).
+    #[error("no photo {0}")]
+    PhotoNotFound(String),
+    /// The photo is referenced but its file has not been uploaded yet.
+    #[error("photo {0} has not been uploaded yet")]
+    PhotoNotUploaded(String),
+    /// A Range outside the file.
+    #[error("the range is outside the file ({size} bytes)")]
+    RangeNotSatisfiable {
+        /// The file's size.
+        size: u64,
+    },
+    /// The object store failed (details in the log).
+    #[error("photo store: {0}")]
+    Blobs(String),
     /// A storage failure (details in the log).
     #[error("internal error")]
     Internal(#[from] StorageError),
@@ -209,9 +283,34 @@ impl ApiError {
             ApiError::InvalidCase(_) => (StatusCode::BAD_REQUEST, "invalid_case"),
             ApiError::NoGrid(_) => (StatusCode::BAD_REQUEST, "no_grid"),
             ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+            ApiError::TusVersion(_) => (StatusCode::PRECONDITION_FAILED, "unsupported_tus_version"),
+            ApiError::BadHeader(_) => (StatusCode::BAD_REQUEST, "bad_header"),
+            ApiError::PhotoNotReferenced(_) => (StatusCode::FORBIDDEN, "photo_not_referenced"),
+            ApiError::PhotoTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "photo_too_large"),
+            ApiError::LengthMismatch { .. } => (StatusCode::CONFLICT, "length_mismatch"),
+            ApiError::UploadNotFound => (StatusCode::NOT_FOUND, "upload_not_found"),
+            ApiError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
+            ApiError::ChecksumMismatch(_) => (CHECKSUM_MISMATCH, "checksum_mismatch"),
+            ApiError::ChecksumAlgorithm(_) => (StatusCode::BAD_REQUEST, "checksum_algorithm"),
+            ApiError::HashMismatch { .. } => (CHECKSUM_MISMATCH, "hash_mismatch"),
+            ApiError::PhotoType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_photo_type")
+            }
+            ApiError::PhotoNotFound(_) => (StatusCode::NOT_FOUND, "photo_not_found"),
+            ApiError::PhotoNotUploaded(_) => (StatusCode::NOT_FOUND, "photo_not_uploaded"),
+            ApiError::RangeNotSatisfiable { .. } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            ApiError::Blobs(_) => (StatusCode::SERVICE_UNAVAILABLE, "photo_store_unavailable"),
         }
     }
 }
+
+/// tus's status for a checksum that does not match (460, defined by the checksum extension).
+const CHECKSUM_MISMATCH: StatusCode = match StatusCode::from_u16(460) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -226,6 +325,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        if let ApiError::RangeNotSatisfiable { size } = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -244,6 +348,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .route("/v1/intake/cases", post(intake::<S>))
         .route("/v1/indicators", get(indicators::<S>))
         .route("/v1/time-flags", get(time_flags::<S>))
+        .merge(crate::photos::routes::<S>())
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))
@@ -353,7 +458,10 @@ fn read_body(
 }
 
 /// Refuses a body whose declared type is not `expected` (parameters such as `charset` aside).
-fn expect_content_type(headers: &HeaderMap, expected: &'static str) -> Result<(), ApiError> {
+pub(crate) fn expect_content_type(
+    headers: &HeaderMap,
+    expected: &'static str,
+) -> Result<(), ApiError> {
     let found = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -373,7 +481,7 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn authenticate<S: Storage>(
+pub(crate) async fn authenticate<S: Storage>(
     state: &AppState<S>,
     headers: &HeaderMap,
 ) -> Result<Device, ApiError> {

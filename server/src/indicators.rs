@@ -273,6 +273,8 @@ mod tests {
             supervisions: c.supervisions,
             event_conflicts: 0,
             conflict_count: 0,
+            lat: None,
+            lon: None,
         }
     }
 

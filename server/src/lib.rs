@@ -7,12 +7,14 @@
 //! - [`http`]: the axum router ([`http::app`]) and the typed JSON errors.
 //! - [`cli`]: the `gridsync-server` command line.
 //! - [`indicators`]: closed-loop indicators computed from the case projection.
+//! - [`photos`]: photo files: resumable (tus) uploads, scoped downloads, evidence checks.
 
 pub mod auth;
 pub mod cli;
 pub mod http;
 pub mod indicators;
 pub mod merge;
+pub mod photos;
 pub mod storage;
 
 pub use http::{AppState, Config, HEADER_READ_TIMEOUT, app, serve};

@@ -107,7 +107,8 @@ pub struct SyncReport {
     pub unquarantined: usize,
 }
 
-fn install_crypto_provider() {
+/// Makes ring the process's rustls crypto provider (reqwest is built without one).
+pub fn install_crypto_provider() {
     // Installing twice is an error we do not care about: someone already chose ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -115,12 +116,12 @@ fn install_crypto_provider() {
 /// A connection to one gridsync server.
 #[derive(Debug, Clone)]
 pub struct SyncClient {
-    http: reqwest::Client,
-    base: String,
-    retry: RetryPolicy,
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) retry: RetryPolicy,
 }
 
-const TOKEN_KEY: &str = "device_token";
+pub(crate) const TOKEN_KEY: &str = "device_token";
 
 /// Most round trips one [`SyncClient::sync`] makes (a 40,000-document first sync takes ~40).
 pub const MAX_ROUNDS_PER_SYNC: usize = 1_000;
@@ -318,7 +319,7 @@ impl SyncClient {
         Err(last)
     }
 
-    fn backoff(&self, attempt: u32, last: &ClientError) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32, last: &ClientError) -> Duration {
         // Full jitter: a storm of phones reconnecting at once spreads itself out.
         let exp = self.retry.base.saturating_mul(1u32 << attempt.min(16));
         let ceiling = exp.min(self.retry.cap);

@@ -9,7 +9,11 @@
 //! - [`store`]: the phone's durable local store (SQLite through sqlx): change chunks plus
 //!   compacted snapshots, and relational projections updated in the same transaction.
 //! - [`sync`]: the phone's side of the batched sync protocol, sans-I/O over the store;
-//!   [`client`]: its HTTP transport with backoff.
+//!   [`client`]: its HTTP transport with backoff; [`upload`]: photo files over tus.
+//! - [`evidence`]: questions about case photos (taken before the report or dispatch, far from
+//!   the place, the same or a near-identical image on another case), flagged, never refused.
+//! - [`photo`]: the on-device photo pipeline (upright, downscaled, metadata-free JPEGs and
+//!   thumbnails addressed by SHA-256, with EXIF time and GPS kept as evidence).
 //! - [`time_flags`]: which entry times a phone's clock cannot have given honestly.
 //! - [`workflow`]: the case loop (report → dispatch → handle → check → close → follow-up) as
 //!   a state machine derived from the case's event log, with deadlines on a working calendar.
@@ -17,6 +21,8 @@
 pub mod client;
 pub mod clock;
 pub mod document;
+pub mod evidence;
+pub mod photo;
 pub mod projection;
 pub mod records;
 pub mod rules;
@@ -24,6 +30,7 @@ pub mod sample;
 pub mod store;
 pub mod sync;
 pub mod time_flags;
+pub mod upload;
 pub mod validate;
 pub mod workflow;
 

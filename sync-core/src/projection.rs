@@ -159,6 +159,10 @@ pub struct CaseRow {
     pub event_conflicts: i64,
     /// Fields with unresolved concurrent values.
     pub conflict_count: i64,
+    /// Latitude of the problem's location, when recorded.
+    pub lat: Option<f64>,
+    /// Longitude of the problem's location, when recorded.
+    pub lon: Option<f64>,
 }
 
 /// A case's link to a household (and resident) it concerns: a household's past requests.
@@ -192,8 +196,44 @@ pub struct InspectionRow {
     pub findings: i64,
 }
 
+/// One photo a document references (redacted ones left out): what the upload queue, scoped
+/// downloads and the evidence checks read.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PhotoRow {
+    /// The referencing document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// The photo's id inside it.
+    #[sqlx(try_from = "String")]
+    pub photo_id: RecordId,
+    /// `household`, `case` or `inspection`.
+    pub doc_type: String,
+    /// The document's scope.
+    pub grid: String,
+    /// Where in the document: `photos`, `visits.<id>` or `checkpoints.<id>`.
+    pub entry: String,
+    /// `before`, `during`, `after`, `check` or `record`.
+    pub stage: String,
+    /// SHA-256 of the full image.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// SHA-256 of the thumbnail, when the pipeline made one.
+    pub thumb_sha256: Option<String>,
+    /// Its size in bytes.
+    pub thumb_size: Option<i64>,
+    /// MIME type of the full image.
+    pub mime: String,
+    /// Capture time.
+    pub taken_at: i64,
+    /// Latitude, when known.
+    pub lat: Option<f64>,
+    /// Longitude, when known.
+    pub lon: Option<f64>,
+}
+
 /// Bumped whenever a projection's shape or meaning changes: stores rebuild on open.
-pub const PROJECTION_VERSION: &str = "4";
+pub const PROJECTION_VERSION: &str = "5";
 
 /// Every row one document contributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +248,8 @@ pub enum Projection {
         residents: Vec<ResidentRow>,
         /// Its visits.
         visits: Vec<VisitRow>,
+        /// Photos of its visible visits.
+        photos: Vec<PhotoRow>,
     },
     /// A case document with the households it concerns.
     Case {
@@ -215,9 +257,47 @@ pub enum Projection {
         case: Box<CaseRow>,
         /// Links to households and residents.
         links: Vec<CaseLinkRow>,
+        /// Its photos.
+        photos: Vec<PhotoRow>,
     },
     /// An inspection document.
-    Inspection(InspectionRow),
+    Inspection {
+        /// The inspection row.
+        inspection: InspectionRow,
+        /// Its photos.
+        photos: Vec<PhotoRow>,
+    },
+}
+
+/// The rows of the photos in `photos` (skipping the redacted ones), found at `entry`.
+fn photo_rows<'a>(
+    doc: DocId,
+    doc_type: DocType,
+    grid: &str,
+    entry: &dyn Fn(&crate::records::PhotoRef) -> String,
+    photos: impl IntoIterator<Item = (&'a RecordId, &'a crate::records::PhotoRef)>,
+    hidden: &std::collections::BTreeSet<String>,
+) -> Vec<PhotoRow> {
+    photos
+        .into_iter()
+        .filter(|(id, _)| !hidden.contains(&id.to_string()))
+        .map(|(id, p)| PhotoRow {
+            doc_id: doc,
+            photo_id: *id,
+            doc_type: doc_type.as_str().to_owned(),
+            grid: grid.to_owned(),
+            entry: entry(p),
+            stage: snake(&p.stage),
+            sha256: p.sha256.clone(),
+            size: i64::try_from(p.size).unwrap_or(i64::MAX),
+            thumb_sha256: p.thumb_sha256.clone(),
+            thumb_size: p.thumb_size.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            mime: p.mime.clone(),
+            taken_at: p.taken_at,
+            lat: p.gps.map(|g| g.lat),
+            lon: p.gps.map(|g| g.lon),
+        })
+        .collect()
 }
 
 fn snake<T: Serialize>(v: &T) -> String {
@@ -272,6 +352,18 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                     categories: m.categories.iter().cloned().collect::<Vec<_>>().join(","),
                 })
                 .collect();
+            let mut photos = Vec::new();
+            for (vid, v) in hh.visible_visits() {
+                let at = format!("visits.{vid}");
+                photos.extend(photo_rows(
+                    id,
+                    h.doc_type,
+                    &grid,
+                    &|_| at.clone(),
+                    &v.photos,
+                    &Default::default(),
+                ));
+            }
             let visits = hh
                 .visible_visits()
                 .map(|(vid, v)| VisitRow {
@@ -303,6 +395,7 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                 },
                 residents,
                 visits,
+                photos,
             }
         }
         DocType::Case => {
@@ -322,6 +415,15 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
             links.sort_by_key(|l| (l.household_id, l.resident_id));
             links.dedup();
             let state = c.state();
+            let hidden = crate::records::redacted(c.redactions.values(), "photos");
+            let photos = photo_rows(
+                id,
+                h.doc_type,
+                &grid,
+                &|_| "photos".to_owned(),
+                &c.photos,
+                &hidden,
+            );
             Projection::Case {
                 case: Box::new(CaseRow {
                     doc_id: id,
@@ -349,21 +451,39 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                     supervisions: count(state.supervisions.len()),
                     event_conflicts: count(state.conflicts.len()),
                     conflict_count,
+                    lat: c.location.map(|g| g.lat),
+                    lon: c.location.map(|g| g.lon),
                 }),
                 links,
+                photos,
             }
         }
         DocType::Inspection => {
             let i: Inspection = doc.read()?;
-            Projection::Inspection(InspectionRow {
-                doc_id: id,
-                grid,
-                worker: i.worker,
-                started_at: i.started_at,
-                ended_at: i.ended_at,
-                track_points: count(i.track.len()),
-                findings: count(i.findings.len()),
-            })
+            let hidden = crate::records::redacted(i.redactions.values(), "photos");
+            let photos = photo_rows(
+                id,
+                h.doc_type,
+                &grid,
+                &|p| match p.checkpoint {
+                    Some(cp) => format!("checkpoints.{cp}"),
+                    None => "photos".to_owned(),
+                },
+                &i.photos,
+                &hidden,
+            );
+            Projection::Inspection {
+                inspection: InspectionRow {
+                    doc_id: id,
+                    grid,
+                    worker: i.worker,
+                    started_at: i.started_at,
+                    ended_at: i.ended_at,
+                    track_points: count(i.track.len()),
+                    findings: count(i.findings.len()),
+                },
+                photos,
+            }
         }
     })
 }
@@ -389,12 +509,17 @@ fn clear_statements(doc_type: DocType) -> &'static [&'static str] {
             "DELETE FROM p_households WHERE doc_id = $1",
             "DELETE FROM p_residents WHERE household_id = $1",
             "DELETE FROM p_visits WHERE household_id = $1",
+            "DELETE FROM p_photos WHERE doc_id = $1",
         ],
         DocType::Case => &[
             "DELETE FROM p_cases WHERE doc_id = $1",
             "DELETE FROM p_case_links WHERE case_id = $1",
+            "DELETE FROM p_photos WHERE doc_id = $1",
         ],
-        DocType::Inspection => &["DELETE FROM p_inspections WHERE doc_id = $1"],
+        DocType::Inspection => &[
+            "DELETE FROM p_inspections WHERE doc_id = $1",
+            "DELETE FROM p_photos WHERE doc_id = $1",
+        ],
     }
 }
 
@@ -408,6 +533,7 @@ pub async fn clear_sqlite(conn: &mut sqlx::SqliteConnection) -> Result<(), Proje
         "DELETE FROM p_cases",
         "DELETE FROM p_case_links",
         "DELETE FROM p_inspections",
+        "DELETE FROM p_photos",
     ] {
         sqlx::query(sql).execute(&mut *conn).await?;
     }
@@ -456,6 +582,7 @@ pub async fn store_rows_sqlite(
             household: h,
             residents,
             visits,
+            photos,
         } => {
             sqlx::query(
                 "INSERT INTO p_households (doc_id, grid, address, residence, flags, head_name, \
@@ -509,15 +636,20 @@ pub async fn store_rows_sqlite(
                 .execute(&mut *conn)
                 .await?;
             }
+            store_photos(conn, photos).await?;
         }
-        Projection::Case { case: c, links } => {
+        Projection::Case {
+            case: c,
+            links,
+            photos,
+        } => {
             sqlx::query(
                 "INSERT INTO p_cases (doc_id, grid, title, status, source, category, subcategory, \
                  urgency, reported_at, address, lead, co, dispatched_at, deadline, amber_at, \
                  handled_at, closed_at, self_closed, reworks, extensions, ever_suspended, \
-                 satisfaction, supervisions, event_conflicts, conflict_count) \
+                 satisfaction, supervisions, event_conflicts, conflict_count, lat, lon) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+                 $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
             )
             .bind(&id)
             .bind(c.grid)
@@ -544,6 +676,8 @@ pub async fn store_rows_sqlite(
             .bind(c.supervisions)
             .bind(c.event_conflicts)
             .bind(c.conflict_count)
+            .bind(c.lat)
+            .bind(c.lon)
             .execute(&mut *conn)
             .await?;
             for l in links {
@@ -557,8 +691,12 @@ pub async fn store_rows_sqlite(
                 .execute(&mut *conn)
                 .await?;
             }
+            store_photos(conn, photos).await?;
         }
-        Projection::Inspection(i) => {
+        Projection::Inspection {
+            inspection: i,
+            photos,
+        } => {
             sqlx::query(
                 "INSERT INTO p_inspections (doc_id, grid, worker, started_at, ended_at, \
                  track_points, findings) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -572,7 +710,38 @@ pub async fn store_rows_sqlite(
             .bind(i.findings)
             .execute(&mut *conn)
             .await?;
+            store_photos(conn, photos).await?;
         }
+    }
+    Ok(())
+}
+
+async fn store_photos(
+    conn: &mut sqlx::SqliteConnection,
+    photos: Vec<PhotoRow>,
+) -> Result<(), ProjectionError> {
+    for p in photos {
+        sqlx::query(
+            "INSERT INTO p_photos (doc_id, photo_id, doc_type, grid, entry, stage, sha256, size, \
+             thumb_sha256, thumb_size, mime, taken_at, lat, lon) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(p.doc_id.to_string())
+        .bind(p.photo_id.to_string())
+        .bind(p.doc_type)
+        .bind(p.grid)
+        .bind(p.entry)
+        .bind(p.stage)
+        .bind(p.sha256)
+        .bind(p.size)
+        .bind(p.thumb_sha256)
+        .bind(p.thumb_size)
+        .bind(p.mime)
+        .bind(p.taken_at)
+        .bind(p.lat)
+        .bind(p.lon)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

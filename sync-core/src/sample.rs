@@ -155,3 +155,176 @@ pub fn household(seed: u64, residents: usize, visits: usize) -> Household {
 pub fn fixed_id(n: u128) -> Uuid {
     Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
 }
+
+/// What a sample camera photo's EXIF block says (see [`camera_photo`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraExif {
+    /// EXIF orientation 1–8.
+    pub orientation: u16,
+    /// DateTimeOriginal as the camera writes it (`YYYY:MM:DD HH:MM:SS`, local time).
+    pub taken: Option<String>,
+    /// OffsetTimeOriginal (`+08:00`), when the camera writes one.
+    pub offset: Option<String>,
+    /// Latitude and longitude in signed degrees.
+    pub gps: Option<(f64, f64)>,
+    /// Other tags a camera writes (make, model, software, owner): the pipeline must drop them.
+    pub identifying: bool,
+}
+
+impl Default for CameraExif {
+    fn default() -> Self {
+        Self {
+            orientation: 1,
+            taken: Some("2026:11:30 09:15:42".into()),
+            offset: Some("+08:00".into()),
+            gps: Some((30.274_15, 120.155_07)),
+            identifying: true,
+        }
+    }
+}
+
+fn rational_degrees(v: f64) -> Vec<exif::Rational> {
+    let v = v.abs();
+    let deg = v.trunc();
+    let min = ((v - deg) * 60.0).trunc();
+    let sec = ((v - deg) * 60.0 - min) * 60.0;
+    vec![
+        exif::Rational::from((deg as u32, 1)),
+        exif::Rational::from((min as u32, 1)),
+        exif::Rational::from(((sec * 10_000.0).round() as u32, 10_000)),
+    ]
+}
+
+/// The EXIF block (a TIFF structure) for `meta`.
+pub fn exif_block(meta: &CameraExif) -> Vec<u8> {
+    use exif::{Field, In, Tag, Value};
+    let ascii = |s: &str| Value::Ascii(vec![s.as_bytes().to_vec()]);
+    let mut fields = vec![Field {
+        tag: Tag::Orientation,
+        ifd_num: In::PRIMARY,
+        value: Value::Short(vec![meta.orientation]),
+    }];
+    if let Some(t) = &meta.taken {
+        fields.push(Field {
+            tag: Tag::DateTimeOriginal,
+            ifd_num: In::PRIMARY,
+            value: ascii(t),
+        });
+    }
+    if let Some(o) = &meta.offset {
+        fields.push(Field {
+            tag: Tag::OffsetTimeOriginal,
+            ifd_num: In::PRIMARY,
+            value: ascii(o),
+        });
+    }
+    if let Some((lat, lon)) = meta.gps {
+        fields.push(Field {
+            tag: Tag::GPSLatitudeRef,
+            ifd_num: In::PRIMARY,
+            value: ascii(if lat < 0.0 { "S" } else { "N" }),
+        });
+        fields.push(Field {
+            tag: Tag::GPSLatitude,
+            ifd_num: In::PRIMARY,
+            value: Value::Rational(rational_degrees(lat)),
+        });
+        fields.push(Field {
+            tag: Tag::GPSLongitudeRef,
+            ifd_num: In::PRIMARY,
+            value: ascii(if lon < 0.0 { "W" } else { "E" }),
+        });
+        fields.push(Field {
+            tag: Tag::GPSLongitude,
+            ifd_num: In::PRIMARY,
+            value: Value::Rational(rational_degrees(lon)),
+        });
+    }
+    if meta.identifying {
+        for (tag, v) in [
+            (Tag::Make, "GridPhone"),
+            (Tag::Model, "GP-12 Pro"),
+            (Tag::Software, "camera 4.2"),
+            (Tag::Artist, "王建国"),
+            (Tag::BodySerialNumber, "SN-0042-1337"),
+        ] {
+            fields.push(Field {
+                tag,
+                ifd_num: In::PRIMARY,
+                value: ascii(v),
+            });
+        }
+    }
+    let mut w = exif::experimental::Writer::new();
+    for f in &fields {
+        w.push_field(f);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Writing into memory cannot fail for these well-formed fields.
+    let _ = w.write(&mut out, false);
+    out.into_inner()
+}
+
+/// Puts an EXIF block into a JPEG as its APP1 segment, right after the start marker.
+pub fn with_exif(jpeg: &[u8], block: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(block.len() + 8).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(jpeg.len() + block.len() + 10);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(block);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// A synthetic camera photo of `width`×`height` as stored by a camera (so for orientations
+/// 5–8 the stored image is the upright one turned on its side), JPEG at quality 92, with the
+/// EXIF block `meta`. The upright picture has four quadrants (red top-left, green top-right,
+/// blue bottom-left, white bottom-right) over a fine texture, so a wrong turn shows and the
+/// encoder has camera-like detail to work on; `seed` varies the texture.
+pub fn camera_photo(width: u32, height: u32, meta: &CameraExif, seed: u64) -> Vec<u8> {
+    let upright = |x: u32, y: u32| -> [u8; 3] {
+        let (right, bottom) = (x >= width / 2, y >= height / 2);
+        let base: [u8; 3] = match (right, bottom) {
+            (false, false) => [220, 30, 30],
+            (true, false) => [30, 200, 40],
+            (false, true) => [30, 40, 210],
+            (true, true) => [235, 235, 235],
+        };
+        let n =
+            (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ (seed as u32).wrapping_mul(31)) % 23;
+        let t = u8::try_from(n).unwrap_or(0);
+        base.map(|c| c.saturating_sub(11).saturating_add(t))
+    };
+    // The stored image: orientations 5–8 store the picture turned, width and height swapped.
+    let (sw, sh) = if meta.orientation >= 5 {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let (w, h) = (width - 1, height - 1);
+    let mut img = image::RgbImage::new(sw, sh);
+    for (sx, sy, px) in img.enumerate_pixels_mut() {
+        // Where stored pixel (sx, sy) is in the upright picture, per the EXIF table.
+        let (x, y) = match meta.orientation {
+            2 => (w - sx, sy),
+            3 => (w - sx, h - sy),
+            4 => (sx, h - sy),
+            5 => (sy, sx),
+            6 => (w - sy, sx),
+            7 => (w - sy, h - sx),
+            8 => (sy, h - sx),
+            _ => (sx, sy),
+        };
+        *px = image::Rgb(upright(x, y));
+    }
+    let mut jpeg = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92);
+    if image::ImageEncoder::write_image(enc, img.as_raw(), sw, sh, image::ExtendedColorType::Rgb8)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    with_exif(&jpeg, &exif_block(meta))
+}

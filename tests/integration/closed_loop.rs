@@ -74,6 +74,13 @@ async fn after_photo(p: &Phone, id: DocId) {
                     size: 2048,
                     mime: "image/jpeg".into(),
                     author: None,
+                    thumb_sha256: None,
+                    thumb_size: None,
+                    width: None,
+                    height: None,
+                    time_source: None,
+                    gps_source: None,
+                    checkpoint: None,
                 },
             );
         })

@@ -422,6 +422,13 @@ pub fn sample_photo(
         size: 1000 + u64::from(n),
         mime: "image/jpeg".into(),
         author: None,
+        thumb_sha256: None,
+        thumb_size: None,
+        width: None,
+        height: None,
+        time_source: None,
+        gps_source: None,
+        checkpoint: None,
     }
 }
 

@@ -28,7 +28,14 @@ impl LocalServer {
     }
 
     /// Like [`LocalServer::start`], for a server that reads documents up to schema `newest`.
-    pub async fn start_reading(data_dir: &Path, config: Config, newest: u32) -> Result<Self> {
+    /// Photo files go to the folder `data_dir/photos`, as `gridsync-server serve` puts them.
+    pub async fn start_reading(data_dir: &Path, mut config: Config, newest: u32) -> Result<Self> {
+        config.photos.store = gridsync_server::photos::open_store(None, data_dir)?;
+        Self::start_configured(data_dir, config, newest).await
+    }
+
+    /// Like [`LocalServer::start`], with `config`'s photo store as it is (e.g. a bucket).
+    pub async fn start_configured(data_dir: &Path, config: Config, newest: u32) -> Result<Self> {
         let storage = SqliteStorage::open(data_dir).await?.reading_schema(newest);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);

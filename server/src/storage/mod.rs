@@ -28,6 +28,9 @@ use tokio::sync::Mutex;
 use crate::auth::{Device, Role, check_enrollment, join_scopes};
 
 mod commit;
+mod photos;
+
+pub use photos::{BlobRow, PhotoStorage, UploadRow};
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.
 pub const SNAPSHOT_AFTER: i64 = 64;
@@ -369,7 +372,7 @@ impl Receipt {
 }
 
 /// The storage the server runs on.
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: PhotoStorage + Send + Sync + 'static {
     /// Merges a device's pushes in one transaction and acknowledges each; entry times they
     /// write are flagged against the `receipt` and the device's skew is recorded.
     fn merge(

@@ -78,6 +78,106 @@ pub struct PhotoRef {
     /// The device that took it (stamped by the core; see `crate::rules`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<DeviceId>,
+    /// Lower-case hex SHA-256 of its thumbnail (made by the photo pipeline; references from
+    /// before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb_sha256: Option<String>,
+    /// Size of the thumbnail in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb_size: Option<u64>,
+    /// Width of the stored image in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Height of the stored image in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Where `taken_at` came from: the camera's EXIF or the phone's clock when it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_source: Option<EvidenceSource>,
+    /// Where `gps` came from: the camera's EXIF or the phone's own fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps_source: Option<EvidenceSource>,
+    /// The inspection checkpoint it documents (inspection photos only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<gridsync_proto::RecordId>,
+}
+
+/// Where an evidence field of a photo came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceSource {
+    /// Read from the photo's EXIF block (the camera's own record).
+    Exif,
+    /// The phone's clock or fix when the photo was added (no EXIF value).
+    Device,
+}
+
+impl PhotoRef {
+    /// A reference to a photo the pipeline processed, at `stage`; `now` and `fix` stand in
+    /// for capture time and GPS the camera did not record.
+    pub fn from_processed(
+        p: &crate::photo::Processed,
+        stage: PhotoStage,
+        now: Millis,
+        fix: Option<Gps>,
+    ) -> Self {
+        let (taken_at, time_source) = match p.taken_at {
+            Some(t) => (t, EvidenceSource::Exif),
+            None => (now, EvidenceSource::Device),
+        };
+        let (gps, gps_source) = match (p.gps, fix) {
+            (Some(g), _) => (Some(g), Some(EvidenceSource::Exif)),
+            (None, Some(g)) => (Some(g), Some(EvidenceSource::Device)),
+            (None, None) => (None, None),
+        };
+        Self {
+            sha256: p.full_sha256.clone(),
+            stage,
+            taken_at,
+            gps,
+            size: p.full.len() as u64,
+            mime: crate::photo::OUTPUT_MIME.into(),
+            author: None,
+            thumb_sha256: Some(p.thumb_sha256.clone()),
+            thumb_size: Some(p.thumb.len() as u64),
+            width: Some(p.width),
+            height: Some(p.height),
+            time_source: Some(time_source),
+            gps_source,
+            checkpoint: None,
+        }
+    }
+
+    /// The stored files of this photo as `(sha256, size, kind)`: the thumbnail first, then the
+    /// full image (the order uploads go in).
+    pub fn files(&self) -> Vec<(&str, u64, PhotoFile)> {
+        let mut out = Vec::with_capacity(2);
+        if let (Some(t), Some(n)) = (&self.thumb_sha256, self.thumb_size) {
+            out.push((t.as_str(), n, PhotoFile::Thumb));
+        }
+        out.push((self.sha256.as_str(), self.size, PhotoFile::Full));
+        out
+    }
+}
+
+/// Which of a photo's two files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhotoFile {
+    /// The thumbnail (uploaded first; enough on a metered link).
+    Thumb,
+    /// The full image.
+    Full,
+}
+
+impl PhotoFile {
+    /// The name stored in queues and projections.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhotoFile::Thumb => "thumb",
+            PhotoFile::Full => "full",
+        }
+    }
 }
 
 const PHOTO_MIMES: &[&str] = &["image/jpeg", "image/png", "image/webp"];
@@ -88,6 +188,26 @@ impl PhotoRef {
         c.one_of("mime", &self.mime, PHOTO_MIMES);
         if self.size == 0 {
             c.fail("size", Problem::Inconsistent("a photo cannot be empty"));
+        }
+        match (&self.thumb_sha256, self.thumb_size) {
+            (Some(t), Some(n)) => {
+                c.sha256("thumb_sha256", t);
+                if n == 0 {
+                    c.fail(
+                        "thumb_size",
+                        Problem::Inconsistent("a thumbnail cannot be empty"),
+                    );
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) => c.fail(
+                "thumb_size",
+                Problem::Inconsistent("a thumbnail needs its size"),
+            ),
+            (None, Some(_)) => c.fail(
+                "thumb_sha256",
+                Problem::Inconsistent("a thumbnail size needs the thumbnail's hash"),
+            ),
         }
         if let Some(g) = &self.gps {
             g.check(c, "gps");

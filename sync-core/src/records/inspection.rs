@@ -117,7 +117,17 @@ impl Record for Inspection {
             });
         }
         for (id, p) in &self.photos {
-            c.nested(&format!("photos.{id}"), |c| p.check(c));
+            c.nested(&format!("photos.{id}"), |c| {
+                p.check(c);
+                if let Some(cp) = p.checkpoint
+                    && !self.checkpoints.contains_key(&cp)
+                {
+                    c.fail(
+                        "checkpoint",
+                        Problem::Inconsistent("the photo names a checkpoint this patrol lacks"),
+                    );
+                }
+            });
         }
         for (id, r) in &self.redactions {
             c.nested(&format!("redactions.{id}"), |c| {

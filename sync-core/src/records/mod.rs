@@ -13,7 +13,9 @@ mod household;
 mod inspection;
 
 pub use case::{Case, CaseEvent, CaseSource, Party, Urgency};
-pub use common::{Gps, Millis, PhotoRef, PhotoStage, Redaction, redacted, set_as_map};
+pub use common::{
+    EvidenceSource, Gps, Millis, PhotoFile, PhotoRef, PhotoStage, Redaction, redacted, set_as_map,
+};
 pub use grid::{Grid, RosterEntry, polygon_contains};
 pub use household::{
     HOUSEHOLD_FLAGS, Household, KEY_CATEGORIES, Relation, Residence, Resident, ResidentStatus,

@@ -5,6 +5,7 @@ mod crash;
 mod documents;
 mod helpers;
 mod merge_props;
+mod photo;
 mod records;
 mod schema;
 mod store;

@@ -151,6 +151,13 @@ fn case_codes_parties_and_photos() {
             size: 0,
             mime: "image/heic".into(),
             author: None,
+            thumb_sha256: None,
+            thumb_size: None,
+            width: None,
+            height: None,
+            time_source: None,
+            gps_source: None,
+            checkpoint: None,
         },
     );
     let fields: Vec<String> = problems(&c).into_iter().map(|(f, _)| f).collect();

@@ -40,6 +40,13 @@ fn full_household() -> Household {
                     size: 123_456,
                     mime: "image/jpeg".into(),
                     author: None,
+                    thumb_sha256: None,
+                    thumb_size: None,
+                    width: None,
+                    height: None,
+                    time_source: None,
+                    gps_source: None,
+                    checkpoint: None,
                 },
             )]
             .into(),

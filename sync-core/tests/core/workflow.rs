@@ -62,6 +62,13 @@ fn with_after_photo(mut c: Case) -> Case {
             size: 1000,
             mime: "image/jpeg".into(),
             author: None,
+            thumb_sha256: None,
+            thumb_size: None,
+            width: None,
+            height: None,
+            time_source: None,
+            gps_source: None,
+            checkpoint: None,
         },
     );
     c

@@ -11,10 +11,10 @@ use std::str::FromStr;
 use gridsync_core::client::{RetryPolicy, SyncClient};
 use gridsync_core::clock::now_ms;
 use gridsync_core::records::{
-    Case, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party, PhotoRef,
-    PhotoStage, Relation, Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency,
-    Visit,
+    Case, CaseSource, Checkpoint, Finding, Gps, Grid, Household, Inspection, Party, Relation,
+    Residence, Resident, ResidentStatus, RosterEntry, TrackPoint, Urgency, Visit,
 };
+use gridsync_core::upload::UploadOptions;
 use gridsync_core::workflow::{
     Action, Reference, Role, Satisfaction, TimeLimit, WorkflowError, act, plan_dispatch,
     plan_extension, plan_resume,
@@ -23,7 +23,8 @@ use gridsync_core::{Store, sample};
 use gridsync_proto::{DocId, DocType, GridCode, RecordId};
 use serde::Serialize;
 use serde_json::json;
-use sha2::Digest;
+
+mod photo;
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +85,12 @@ enum Command {
         /// Offer documents the server refused now, instead of after their backoff.
         #[arg(long)]
         retry_refused: bool,
+        /// On a metered link: upload photo thumbnails only (full images wait).
+        #[arg(long)]
+        metered: bool,
+        /// Sync documents only; leave photos for later.
+        #[arg(long)]
+        no_photos: bool,
     },
     /// What is waiting to be synced, and what the server refused.
     Status,
@@ -105,6 +112,9 @@ enum Command {
     /// Problems and requests (问题诉求).
     #[command(subcommand)]
     Case(CaseCmd),
+    /// Photos of cases, visits and patrols: add, list, fetch.
+    #[command(subcommand)]
+    Photo(photo::PhotoCmd),
     /// List the fields of a document that hold concurrent values.
     Conflicts {
         /// The document.
@@ -496,17 +506,6 @@ enum CaseCmd {
         #[arg(long)]
         reference: Option<PathBuf>,
     },
-    /// Attach a photo to a case (kept by hash; the bytes travel separately).
-    Photo {
-        /// The case.
-        id: DocId,
-        /// before, during, after, check or record.
-        #[arg(long)]
-        stage: String,
-        /// The image file.
-        #[arg(long)]
-        file: PathBuf,
-    },
     /// List cases.
     List {
         /// Only this status.
@@ -551,12 +550,7 @@ fn parse_source(s: &str) -> Result<CaseSource, String> {
 }
 
 fn fmt_time(ms: i64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
-        return ms.to_string();
-    };
-    let t = t.to_offset(time::macros::offset!(+8));
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
-    t.format(&f).unwrap_or_else(|_| ms.to_string())
+    gridsync_core::clock::format_china(ms)
 }
 
 struct Out {
@@ -699,6 +693,8 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             server,
             max_rounds,
             retry_refused,
+            metered,
+            no_photos,
         } => {
             if retry_refused {
                 store.retry_set_aside().await?;
@@ -711,7 +707,19 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             };
             let client = SyncClient::new(&server, RetryPolicy::default())?;
             let report = client.sync(store, max_rounds).await?;
-            out.print(&report, || {
+            // Photos after the documents that reference them: the server takes a file only
+            // once it holds a reference to it.
+            let photos = if no_photos {
+                None
+            } else {
+                let opts = UploadOptions {
+                    metered,
+                    ..UploadOptions::default()
+                };
+                Some(client.upload_photos(store, opts).await?)
+            };
+            let both = json!({"documents": &report, "photos": &photos});
+            out.print(&both, || {
                 let mut s = format!(
                     "synced in {} round trip(s): {} document(s) sent, {} change(s) received in {} document(s); {} bytes up, {} down",
                     report.round_trips,
@@ -733,6 +741,15 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                         report.unquarantined
                     );
                 }
+                if let Some(p) = &photos {
+                    s += &format!(
+                        "\nphotos: {} file(s) uploaded ({} already on the server), {} bytes sent, {} left for later",
+                        p.completed, p.already_there, p.bytes_sent, p.deferred
+                    );
+                    for (sha, why) in &p.failed {
+                        s += &format!("\n⚠ photo file {sha} not uploaded: {why}");
+                    }
+                }
                 s
             })
         }
@@ -742,8 +759,12 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             let quarantined = store.quarantined().await?;
             let superseded = store.superseded().await?;
             let server = store.meta("server_url").await?;
+            let uploads = store.upload_queue().await?;
+            let bytes_left: u64 = uploads.iter().map(|f| f.left()).sum();
             out.print(
                 &json!({
+                    "upload_queue": uploads,
+                    "upload_bytes_left": bytes_left,
                     "unsynced_documents": unsynced,
                     "rejected": set_aside.iter().map(|r| (r.doc, r.reason.clone())).collect::<Vec<_>>(),
                     "set_aside": set_aside,
@@ -756,6 +777,27 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
                         "{unsynced} document(s) waiting to sync; server {}",
                         server.as_deref().unwrap_or("(not enrolled)")
                     );
+                    if !uploads.is_empty() {
+                        let waiting = uploads.iter().filter(|f| f.waiting_for_sync).count();
+                        s += &format!(
+                            "\n{} photo file(s) to upload, {bytes_left} bytes left{}",
+                            uploads.len(),
+                            if waiting > 0 {
+                                format!(" ({waiting} wait for their document's sync)")
+                            } else {
+                                String::new()
+                            }
+                        );
+                        for f in &uploads {
+                            s += &format!(
+                                "\n  {} {} {}/{} bytes",
+                                f.kind.as_str(),
+                                f.sha256,
+                                f.uploaded,
+                                f.size
+                            );
+                        }
+                    }
                     for r in &set_aside {
                         s += &format!(
                             "\n⚠ {} refused {} time(s): {}; offered again {}",
@@ -785,6 +827,7 @@ async fn run(store: &Store, out: &Out, command: Command) -> Result<()> {
             )
         }
         Command::Grid(cmd) => grid_cmd(store, out, cmd).await,
+        Command::Photo(cmd) => photo::run(store, out, cmd).await,
         Command::Household(cmd) => household_cmd(store, out, cmd).await,
         Command::Resident(cmd) => resident_cmd(store, out, cmd).await,
         Command::Visit(VisitCmd::Add {
@@ -1537,40 +1580,6 @@ async fn case_cmd(store: &Store, out: &Out, cmd: CaseCmd) -> Result<()> {
             out.print(&json!({"event": eid, "action": action}), || {
                 format!("{} recorded ({eid})", action.as_str())
             })
-        }
-        CaseCmd::Photo { id, stage, file } => {
-            let stage: PhotoStage = parse_enum(&stage)
-                .map_err(anyhow::Error::msg)
-                .context("--stage")?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mime = match file
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase)
-                .as_deref()
-            {
-                Some("jpg" | "jpeg") => "image/jpeg",
-                Some("png") => "image/png",
-                Some("webp") => "image/webp",
-                _ => bail!("--file: only JPEG, PNG and WebP photos are accepted"),
-            };
-            let pid = RecordId::new();
-            let photo = PhotoRef {
-                sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-                stage,
-                taken_at: now_ms(),
-                gps: None,
-                size: bytes.len() as u64,
-                mime: mime.into(),
-                author: None,
-            };
-            store
-                .update::<Case>(id, |c| {
-                    c.photos.insert(pid, photo);
-                })
-                .await?;
-            out.print(&json!({"photo": pid}), || format!("photo {pid} attached"))
         }
         CaseCmd::List { status } => {
             let rows = store.cases(status.as_deref()).await?;

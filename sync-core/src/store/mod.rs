@@ -9,6 +9,10 @@
 //! snapshot and deletes the chunks in the same transaction, so a crash never leaves a document
 //! without the bytes that make it up.
 
+mod photos;
+
+pub use photos::{PhotoTarget, QueuedFile};
+
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,6 +62,20 @@ pub enum StoreError {
     /// No document with this id in the store.
     #[error("no document {0} in this store")]
     NotFound(DocId),
+    /// A photo could not be processed.
+    #[error(transparent)]
+    Photo(#[from] crate::photo::PhotoError),
+    /// A photo's target (a visit or checkpoint) is not in its document.
+    #[error("{0}")]
+    NoSuchEntry(String),
+    /// The phone's photo folder could not be read or written.
+    #[error("photo folder {path}: {reason}")]
+    Blob {
+        /// The file or folder.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// A stored value is not what the schema says (the file was damaged or edited by hand).
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -132,6 +150,8 @@ pub struct Store {
     // Serialises read-modify-write of documents inside this process; SQLite's own lock covers
     // other processes.
     write_lock: Arc<Mutex<()>>,
+    // The folder holding this store's photo files (`<store file>.blobs`).
+    blob_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Store {
@@ -202,6 +222,7 @@ impl Store {
             newest_schema: opts.newest_schema,
             actor: Arc::new(std::sync::RwLock::new(actor)),
             write_lock: Arc::new(Mutex::new(())),
+            blob_dir: photos::blob_dir_of(path),
         };
         store.check_identity(path).await?;
         // Projections are derived data: when their definition changed, recompute them.
