@@ -920,7 +920,14 @@ async fn indicators<S: Storage>(
             flagged.entry(id).or_default().push((f.at, f.received_at));
         }
     }
-    let (groups, total) = crate::indicators::indicators(&rows, group_by, now_ms(), &flagged);
+    let evidence: std::collections::BTreeSet<DocId> =
+        crate::photos::evidence_flags(&state, Some(&device))
+            .await?
+            .into_iter()
+            .map(|f| f.case)
+            .collect();
+    let (groups, total) =
+        crate::indicators::indicators(&rows, group_by, now_ms(), &flagged, &evidence);
     Ok(Json(serde_json::json!({
         "from": from,
         "to": to,

@@ -76,6 +76,9 @@ pub struct Figures {
     /// replaced by the moment the server received it, so a wrong clock can make a case look
     /// later, never earlier, than it was.
     pub flagged_time: usize,
+    /// Cases with a questioned evidence photo (`gridsync_core::evidence`: taken before the
+    /// report or dispatch, far from the place, or the same image as another case's).
+    pub evidence_flagged: usize,
 }
 
 fn rate(num: usize, den: usize) -> Option<f64> {
@@ -90,8 +93,15 @@ fn hours(ms: i64) -> f64 {
     (ms as f64 / 3_600_000.0 * 100.0).round() / 100.0
 }
 
-/// Figures for one group of cases at time `now`; `flagged` holds the cases with a flagged time.
-pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<DocId>) -> Figures {
+/// Figures for one group of cases at time `now`; `flagged` holds the cases with a flagged time,
+/// `evidence` those with a questioned evidence photo.
+pub fn figures(
+    key: String,
+    cases: &[&CaseRow],
+    now: i64,
+    flagged: &BTreeSet<DocId>,
+    evidence: &BTreeSet<DocId>,
+) -> Figures {
     let accountable = cases
         .iter()
         .filter(|c| !matches!(c.status.as_str(), "rejected" | "merged" | "suspended"))
@@ -165,6 +175,10 @@ pub fn figures(key: String, cases: &[&CaseRow], now: i64, flagged: &BTreeSet<Doc
         overdue,
         supervised: cases.iter().filter(|c| c.supervisions > 0).count(),
         flagged_time: cases.iter().filter(|c| flagged.contains(&c.doc_id)).count(),
+        evidence_flagged: cases
+            .iter()
+            .filter(|c| evidence.contains(&c.doc_id))
+            .count(),
     }
 }
 
@@ -187,12 +201,14 @@ fn on_receipt(row: &CaseRow, flags: &[(i64, i64)]) -> CaseRow {
     row
 }
 
-/// Figures per group, plus the total; `flagged` holds the flagged times of cases.
+/// Figures per group, plus the total; `flagged` holds the flagged times of cases, `evidence`
+/// the cases with a questioned evidence photo.
 pub fn indicators(
     rows: &[CaseRow],
     group_by: GroupBy,
     now: i64,
     flagged: &Flagged,
+    evidence: &BTreeSet<DocId>,
 ) -> (Vec<Figures>, Figures) {
     let rows: Vec<CaseRow> = rows
         .iter()
@@ -216,9 +232,9 @@ pub fn indicators(
     (
         groups
             .into_iter()
-            .map(|(k, v)| figures(k, &v, now, flagged))
+            .map(|(k, v)| figures(k, &v, now, flagged, evidence))
             .collect(),
-        figures("total".into(), &all, now, flagged),
+        figures("total".into(), &all, now, flagged, evidence),
     )
 }
 
@@ -392,7 +408,7 @@ mod tests {
             rows[0].doc_id,
             vec![(handled, received), (closed, received)],
         )]);
-        let (_, total) = indicators(&rows, GroupBy::Department, NOW, &flagged);
+        let (_, total) = indicators(&rows, GroupBy::Department, NOW, &flagged, &BTreeSet::new());
         assert_eq!(total.flagged_time, 1);
         // closed dispatched = 1,2,10; on time now only 10 (1 counts as received: late).
         assert_eq!(total.on_time_rate, Some(0.3333));
@@ -404,7 +420,13 @@ mod tests {
 
     #[test]
     fn a_month_computed_by_hand() {
-        let (groups, total) = indicators(&month(), GroupBy::Department, NOW, &Flagged::new());
+        let (groups, total) = indicators(
+            &month(),
+            GroupBy::Department,
+            NOW,
+            &Flagged::new(),
+            &BTreeSet::new(),
+        );
         // accountable = 10 - suspended(7) - rejected(8) = 8; closed = 1,2,3,4,10 = 5.
         assert_eq!(total.cases, 10);
         assert_eq!(total.closure_rate, Some(0.625));
@@ -451,7 +473,13 @@ mod tests {
 
     #[test]
     fn grouping_by_grid_and_category() {
-        let (groups, _) = indicators(&month(), GroupBy::Grid, NOW, &Flagged::new());
+        let (groups, _) = indicators(
+            &month(),
+            GroupBy::Grid,
+            NOW,
+            &Flagged::new(),
+            &BTreeSet::new(),
+        );
         let counts: Vec<(String, usize)> =
             groups.iter().map(|g| (g.key.clone(), g.cases)).collect();
         assert_eq!(
@@ -461,7 +489,13 @@ mod tests {
                 ("33010200101001003".into(), 5)
             ]
         );
-        let (groups, total) = indicators(&month(), GroupBy::Category, NOW, &Flagged::new());
+        let (groups, total) = indicators(
+            &month(),
+            GroupBy::Category,
+            NOW,
+            &Flagged::new(),
+            &BTreeSet::new(),
+        );
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].cases, total.cases);
     }

@@ -238,6 +238,161 @@ pub fn check(
 mod tests {
     use super::*;
 
+    const DAY: i64 = 86_400_000;
+    const REPORTED: i64 = 1_790_000_000_000;
+
+    fn id(n: u128) -> DocId {
+        DocId(uuid::Uuid::from_u128(n))
+    }
+
+    fn case(n: u128, dispatched: Option<i64>, at: Option<(f64, f64)>) -> CaseRow {
+        CaseRow {
+            doc_id: id(n),
+            grid: "33010200101001002".into(),
+            title: "t".into(),
+            status: "handling".into(),
+            source: "inspection".into(),
+            category: "01".into(),
+            subcategory: "0102".into(),
+            urgency: "normal".into(),
+            reported_at: REPORTED,
+            address: "a".into(),
+            lead: None,
+            co: String::new(),
+            dispatched_at: dispatched,
+            deadline: None,
+            amber_at: None,
+            handled_at: None,
+            closed_at: None,
+            self_closed: 0,
+            reworks: 0,
+            extensions: 0,
+            ever_suspended: 0,
+            satisfaction: None,
+            supervisions: 0,
+            event_conflicts: 0,
+            conflict_count: 0,
+            lat: at.map(|p| p.0),
+            lon: at.map(|p| p.1),
+        }
+    }
+
+    fn photo(case: u128, n: u128, stage: &str, at: i64, gps: Option<(f64, f64)>) -> PhotoRow {
+        PhotoRow {
+            doc_id: id(case),
+            photo_id: RecordId(uuid::Uuid::from_u128(n)),
+            doc_type: "case".into(),
+            grid: "33010200101001002".into(),
+            entry: "photos".into(),
+            stage: stage.into(),
+            sha256: format!("{n:064x}"),
+            size: 100,
+            thumb_sha256: Some(format!("{:064x}", n + 1000)),
+            thumb_size: Some(10),
+            mime: "image/jpeg".into(),
+            taken_at: at,
+            lat: gps.map(|p| p.0),
+            lon: gps.map(|p| p.1),
+        }
+    }
+
+    fn kinds(flags: &[EvidenceFlag], case: u128) -> Vec<EvidenceKind> {
+        flags
+            .iter()
+            .filter(|f| f.case == id(case))
+            .map(|f| f.kind)
+            .collect()
+    }
+
+    #[test]
+    fn times_before_the_report_or_the_dispatch_are_flagged_by_stage() {
+        let here = (30.0, 120.0);
+        let cases = [case(1, Some(REPORTED + DAY), Some(here))];
+        let photos = [
+            // A before-photo may predate the report; a check photo may predate dispatch.
+            photo(1, 1, "before", REPORTED - DAY, Some(here)),
+            photo(1, 2, "check", REPORTED + 1, Some(here)),
+            photo(1, 3, "after", REPORTED - DAY, Some(here)),
+            photo(1, 4, "during", REPORTED + 1, Some(here)),
+            photo(1, 5, "after", REPORTED + 2 * DAY, Some(here)),
+        ];
+        let flags = check(&cases, &photos, &HashMap::new(), &EvidenceRules::default());
+        let by_photo: Vec<(u128, EvidenceKind)> = flags
+            .iter()
+            .map(|f| (f.photo.0.as_u128(), f.kind))
+            .collect();
+        assert_eq!(
+            by_photo,
+            [
+                (3, EvidenceKind::BeforeReport),
+                (4, EvidenceKind::BeforeDispatch)
+            ]
+        );
+    }
+
+    #[test]
+    fn far_photos_and_reused_images_are_flagged_and_near_ones_pass() {
+        let here = (30.0, 120.0);
+        let near = (30.003, 120.0); // ~330 m
+        let far = (30.006, 120.0); // ~670 m
+        let cases = [
+            case(1, None, Some(here)),
+            case(2, None, Some(here)),
+            case(3, None, None),
+        ];
+        let mut reused = photo(2, 20, "after", REPORTED + 1, None);
+        reused.sha256 = photo(1, 10, "after", 0, None).sha256;
+        let photos = [
+            photo(1, 10, "after", REPORTED + 1, Some(near)),
+            photo(1, 11, "after", REPORTED + 1, Some(far)),
+            reused,
+            // No location on the case: nothing to compare with.
+            photo(3, 30, "after", REPORTED + 1, Some(far)),
+        ];
+        let flags = check(&cases, &photos, &HashMap::new(), &EvidenceRules::default());
+        assert_eq!(
+            kinds(&flags, 1),
+            [EvidenceKind::SameImage, EvidenceKind::FarFromCase]
+        );
+        assert_eq!(kinds(&flags, 2), [EvidenceKind::SameImage]);
+        assert!(kinds(&flags, 3).is_empty());
+        let same = flags.iter().find(|f| f.case == id(2)).expect("flag");
+        assert_eq!(same.other_case, Some(id(1)));
+        // A wider radius lets the far one pass.
+        let wide = EvidenceRules {
+            radius_m: 1000.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            kinds(&check(&cases, &photos, &HashMap::new(), &wide), 1),
+            [EvidenceKind::SameImage]
+        );
+    }
+
+    #[test]
+    fn near_identical_pictures_on_two_cases_are_flagged_by_their_perceptual_hash() {
+        let cases = [
+            case(1, None, None),
+            case(2, None, None),
+            case(3, None, None),
+        ];
+        let (a, b, c) = (
+            photo(1, 1, "after", REPORTED + 1, None),
+            photo(2, 2, "after", REPORTED + 1, None),
+            photo(3, 3, "after", REPORTED + 1, None),
+        );
+        let thumb = |p: &PhotoRow| p.thumb_sha256.clone().expect("thumb");
+        let phash = HashMap::from([
+            (thumb(&a), 0xF0F0_F0F0_0F0F_0F0Fu64),
+            (thumb(&b), 0xF0F0_F0F0_0F0F_0F0Cu64), // 2 bits apart
+            (thumb(&c), 0x0F0F_0F0F_F0F0_F0F0u64), // every bit apart
+        ]);
+        let flags = check(&cases, &[a, b, c], &phash, &EvidenceRules::default());
+        assert_eq!(kinds(&flags, 1), [EvidenceKind::NearDuplicate]);
+        assert_eq!(kinds(&flags, 2), [EvidenceKind::NearDuplicate]);
+        assert!(kinds(&flags, 3).is_empty());
+    }
+
     #[test]
     fn distances_are_metres() {
         // One thousandth of a degree of latitude is about 111 m.

@@ -37,7 +37,7 @@ async fn intake_case(server: &TestServer, order_no: &str) -> DocId {
 }
 
 /// A department clerk's phone serving the town.
-async fn clerk(server: &TestServer, dept: &str, n: usize) -> Phone {
+pub(crate) async fn clerk(server: &TestServer, dept: &str, n: usize) -> Phone {
     let name = format!("{dept} 办事员 {n}");
     Phone::enroll_in(server, &name, Role::Department, &[TOWN], Some(dept)).await
 }
@@ -57,7 +57,11 @@ async fn act(p: &Phone, id: DocId, action: Action, data: BTreeMap<String, String
 
 /// Reported, verified by the worker, registered and dispatched with the category's defaults
 /// (lead D01, co-department D16).
-async fn dispatched_case(server: &TestServer, worker: &Phone, dispatcher: &Phone) -> DocId {
+pub(crate) async fn dispatched_case(
+    server: &TestServer,
+    worker: &Phone,
+    dispatcher: &Phone,
+) -> DocId {
     let id = intake_case(server, "R-1").await;
     worker.sync().await;
     act(worker, id, Action::Verify, BTreeMap::new()).await;

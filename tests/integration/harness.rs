@@ -42,6 +42,11 @@ impl TestServer {
         Self::start_reading(gridsync_core::document::SCHEMA_VERSION).await
     }
 
+    /// The server's data directory (its database, and its photo files under `photos/`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// A server already upgraded to read the next schema (the first step of a rolling
     /// upgrade, before the phones).
     pub async fn start_upgraded() -> Self {

@@ -9,6 +9,7 @@ mod departments;
 mod harness;
 mod hostile;
 mod liveness;
+mod photos;
 mod pull_budget;
 mod recovery;
 mod reenroll;

@@ -2,6 +2,7 @@
 //! a real server on an ephemeral port and enrolled phones.
 
 pub mod bench;
+pub mod proxy;
 
 use std::path::Path;
 
