@@ -230,7 +230,7 @@ pub fn check(
             }
         }
     }
-    flags.sort_by(|a, b| (a.case, a.photo, a.kind).cmp(&(b.case, b.photo, b.kind)));
+    flags.sort_by_key(|a| (a.case, a.photo, a.kind));
     flags
 }
 

@@ -281,8 +281,8 @@ pub fn with_exif(jpeg: &[u8], block: &[u8]) -> Vec<u8> {
 /// A synthetic camera photo of `width`×`height` as stored by a camera (so for orientations
 /// 5–8 the stored image is the upright one turned on its side), JPEG at quality 92, with the
 /// EXIF block `meta`. The upright picture has four quadrants (red top-left, green top-right,
-/// blue bottom-left, white bottom-right) over a fine texture, so a wrong turn shows and the
-/// encoder has camera-like detail to work on; `seed` varies the texture.
+/// blue bottom-left, white bottom-right) over camera-like grain and detail, so a wrong turn
+/// shows and the encoder has a scene's detail to work on; `seed` varies the detail.
 pub fn camera_photo(width: u32, height: u32, meta: &CameraExif, seed: u64) -> Vec<u8> {
     let upright = |x: u32, y: u32| -> [u8; 3] {
         let (right, bottom) = (x >= width / 2, y >= height / 2);
@@ -292,10 +292,16 @@ pub fn camera_photo(width: u32, height: u32, meta: &CameraExif, seed: u64) -> Ve
             (false, true) => [30, 40, 210],
             (true, true) => [235, 235, 235],
         };
-        let n =
+        // Fine grain (sensor noise) plus detail at 12 px (leaves, bricks), which survives
+        // the downscale as real scenes do.
+        let grain =
             (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ (seed as u32).wrapping_mul(31)) % 23;
-        let t = u8::try_from(n).unwrap_or(0);
-        base.map(|c| c.saturating_sub(11).saturating_add(t))
+        let (bx, by) = (x / 12, y / 12);
+        let block = (bx.wrapping_mul(2_654_435_761) ^ by.wrapping_mul(40_503) ^ (seed as u32))
+            .wrapping_mul(2_246_822_519)
+            >> 27;
+        let t = u8::try_from(grain + block * 3 / 2).unwrap_or(0);
+        base.map(|c| c.saturating_sub(34).saturating_add(t))
     };
     // The stored image: orientations 5–8 store the picture turned, width and height swapped.
     let (sw, sh) = if meta.orientation >= 5 {

@@ -1,9 +1,10 @@
 //! The phone's photo uploads and downloads over tus 1.0 (see the server's `photos::tus`).
 //!
 //! After a document sync, [`SyncClient::upload_photos`] sends the queued files of documents
-//! the server has acknowledged, thumbnails first. Each file is asked for first (`HEAD`): a file
-//! the server already holds costs no image bytes, and an upload cut off earlier continues at
-//! the offset the server reports, so a cut link costs at most the chunk in flight. The offset
+//! the server has acknowledged, thumbnails first. Each file starts with a creation request
+//! (`POST`), whose answer is the offset the server holds: a file it already has costs no image
+//! bytes, and an upload cut off earlier continues there, so a cut link costs at most the chunk
+//! in flight. The offset
 //! is also kept in the store, for `status`; the server's word always wins.
 
 use base64::Engine;
@@ -176,10 +177,9 @@ impl SyncClient {
         sent_any: &mut bool,
     ) -> Result<(), ClientError> {
         let url = format!("{}/v1/uploads/{}", self.base, file.sha256);
-        let mut at = match self.head(token, &url).await? {
-            Some(o) => o,
-            None => self.create(token, file).await?,
-        };
+        // One request tells all three cases apart: the server has the file (offset = length),
+        // an upload of ours is under way (its offset), or a new one starts (0).
+        let mut at = self.create(token, file).await?;
         if at.length != bytes.len() as u64 {
             return Err(ClientError::BadResponse(format!(
                 "the server expects {} bytes for {}, the file has {}",
@@ -224,43 +224,16 @@ impl SyncClient {
                 )));
             }
             at.offset = offset;
-            store.set_uploaded(&file.sha256, offset, false).await?;
+            if offset < at.length {
+                // Progress, for `status`; the last chunk's is recorded as done by the caller.
+                store.set_uploaded(&file.sha256, offset, false).await?;
+            }
         }
         Ok(())
     }
 
-    /// `HEAD`: the server's offset, or `None` when it has no upload of this file for us.
-    async fn head(&self, token: &str, url: &str) -> Result<Option<Offset>, ClientError> {
-        let resp = self
-            .http
-            .head(url)
-            .bearer_auth(token)
-            .header("tus-resumable", TUS)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        if !resp.status().is_success() {
-            return Err(ClientError::Server {
-                status: resp.status().as_u16(),
-                code: resp.status().as_str().to_owned(),
-                message: "HEAD of an upload failed".into(),
-            });
-        }
-        match (
-            header_u64(&resp, "upload-offset"),
-            header_u64(&resp, "upload-length"),
-        ) {
-            (Some(offset), Some(length)) => Ok(Some(Offset { offset, length })),
-            _ => Err(ClientError::BadResponse(
-                "HEAD answer without Upload-Offset and Upload-Length".into(),
-            )),
-        }
-    }
-
-    /// `POST`: creates our upload of the file (complete at once when the server has it).
+    /// `POST`: creates our upload of the file, or finds the one under way or the stored file;
+    /// returns the server's offset.
     async fn create(&self, token: &str, file: &QueuedFile) -> Result<Offset, ClientError> {
         let meta = base64::engine::general_purpose::STANDARD.encode(file.sha256.as_bytes());
         let resp = self

@@ -53,6 +53,26 @@ impl TestServer {
         Self::start_reading(gridsync_core::document::SCHEMA_VERSION + 1).await
     }
 
+    /// A server whose photo files go to `photos` (e.g. an S3 bucket) instead of its folder.
+    pub async fn start_with_photos(photos: std::sync::Arc<dyn object_store::ObjectStore>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.photos.store = photos;
+        let inner = LocalServer::start_configured(
+            dir.path(),
+            config,
+            gridsync_core::document::SCHEMA_VERSION,
+        )
+        .await
+        .expect("server");
+        Self {
+            url: inner.url.clone(),
+            storage: inner.storage.clone(),
+            inner,
+            _dir: dir,
+        }
+    }
+
     async fn start_reading(newest: u32) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let inner = LocalServer::start_reading(dir.path(), Config::default(), newest)

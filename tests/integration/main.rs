@@ -10,6 +10,7 @@ mod harness;
 mod hostile;
 mod liveness;
 mod photos;
+mod photos_s3;
 mod pull_budget;
 mod recovery;
 mod reenroll;

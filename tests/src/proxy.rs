@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// How the link misbehaves.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Link {
-    /// Cut the first connection once it has carried this many bytes upstream.
+    /// Cut the first connection that carries this many bytes upstream (once: later
+    /// connections pass).
     pub cut_after: Option<u64>,
     /// Sleep this long after forwarding each 16 KiB upstream (a slow link).
     pub delay_per_16k: Option<Duration>,
@@ -41,17 +42,14 @@ impl Proxy {
         let cut = Arc::new(AtomicBool::new(false));
         let (bytes, was_cut) = (upstream_bytes.clone(), cut.clone());
         let task = tokio::spawn(async move {
-            let mut first = true;
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue;
                 };
-                let cut_after = if first { link.cut_after } else { None };
-                first = false;
                 tokio::spawn(pipe(
                     client,
                     server,
-                    cut_after,
+                    link.cut_after,
                     link.delay_per_16k,
                     bytes.clone(),
                     was_cut.clone(),
@@ -105,12 +103,12 @@ async fn pipe(
         };
         if let Some(limit) = cut_after
             && sent + n as u64 >= limit
+            && !was_cut.swap(true, Ordering::SeqCst)
         {
             // The link drops: both directions end mid-request.
             let keep = usize::try_from(limit.saturating_sub(sent)).unwrap_or(0);
             let _ = sw.write_all(&buf[..keep]).await;
             total.fetch_add(keep as u64, Ordering::SeqCst);
-            was_cut.store(true, Ordering::SeqCst);
             down.abort();
             return;
         }

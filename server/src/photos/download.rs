@@ -66,7 +66,10 @@ pub(super) async fn get<S: Storage>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let device = authenticate(&state, &headers).await?;
-    if !is_sha256(&sha256) || !super::tus::referenced(&state, &device, &sha256, None).await? {
+    if !is_sha256(&sha256)
+        || super::tus::referenced(&state, &device, &sha256, None).await?
+            == super::tus::Referenced::No
+    {
         return Err(ApiError::PhotoNotFound(sha256));
     }
     let Some(blob) = state.storage.blob(&sha256).await? else {

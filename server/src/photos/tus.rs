@@ -117,26 +117,41 @@ fn parse_u64(headers: &HeaderMap, name: &'static str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::BadHeader(format!("{name} must be a whole number of bytes")))
 }
 
-/// Whether `device` may send or fetch the file `sha256` of length `length` (any length when
-/// `None`): a document it may read references it with that length.
+/// How a readable document references a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Referenced {
+    /// No document the device may read references it (with that length).
+    No,
+    /// As a full image that has a thumbnail (the near-duplicate check uses the thumbnail).
+    Full,
+    /// As a thumbnail, or as a full image without one: its perceptual hash is kept.
+    Compared,
+}
+
+/// How `device` may send or fetch the file `sha256` of length `length` (any length when
+/// `None`): whether a document it may read references it with that length, and as what.
 pub(super) async fn referenced<S: Storage>(
     state: &AppState<S>,
     device: &Device,
     sha256: &str,
     length: Option<u64>,
-) -> Result<bool, ApiError> {
+) -> Result<Referenced, ApiError> {
+    let mut found = Referenced::No;
     for r in state.storage.photo_refs(sha256).await? {
-        let size = if r.sha256 == sha256 {
-            Some(r.size)
+        let (size, compared) = if r.thumb_sha256.as_deref() == Some(sha256) {
+            (r.thumb_size, true)
         } else {
-            r.thumb_size
+            (Some(r.size), r.thumb_sha256.is_none())
         };
         let fits = length.is_none_or(|l| size.and_then(|s| u64::try_from(s).ok()) == Some(l));
         if fits && state.storage.may_read(device, r.doc_id, &r.grid).await? {
-            return Ok(true);
+            if compared {
+                return Ok(Referenced::Compared);
+            }
+            found = Referenced::Full;
         }
     }
-    Ok(false)
+    Ok(found)
 }
 
 /// `POST /v1/uploads`: creates (or finds) this device's upload of a referenced file.
@@ -154,7 +169,7 @@ pub(super) async fn create<S: Storage>(
             max: MAX_PHOTO_BYTES,
         });
     }
-    if !referenced(&state, &device, &sha256, Some(length)).await? {
+    if referenced(&state, &device, &sha256, Some(length)).await? == Referenced::No {
         return Err(ApiError::PhotoNotReferenced(sha256));
     }
     let location = format!("/v1/uploads/{sha256}");
@@ -212,7 +227,7 @@ pub(super) async fn head<S: Storage>(
         return Err(ApiError::UploadNotFound);
     }
     if let Some(blob) = state.storage.blob(&sha256).await?
-        && referenced(&state, &device, &sha256, None).await?
+        && referenced(&state, &device, &sha256, None).await? != Referenced::No
     {
         return Ok(offset_response(StatusCode::OK, blob.size, blob.size));
     }
@@ -249,17 +264,19 @@ fn check_checksum(headers: &HeaderMap, chunk: &[u8]) -> Result<(), ApiError> {
 }
 
 /// Reads at most `max` bytes of the body; `Ok(None)` when the body broke off (a cut link).
+/// A body of exactly the room left is read to its end, so the connection stays open for the
+/// next request; of a longer one the rest is not read (the client learns the offset reached
+/// from the answer, and the connection closes).
 async fn read_chunk(body: Body, max: usize) -> Option<Vec<u8>> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::with_capacity(max.min(1024 * 1024));
     while let Some(part) = stream.next().await {
         let part = part.ok()?;
-        let room = max - buf.len();
-        buf.extend_from_slice(&part[..part.len().min(room)]);
-        if buf.len() == max {
-            // The rest is not read: the client learns the offset reached from the answer.
+        if buf.len() == max && !part.is_empty() {
             break;
         }
+        let room = max - buf.len();
+        buf.extend_from_slice(&part[..part.len().min(room)]);
     }
     Some(buf)
 }
@@ -278,11 +295,13 @@ pub(super) async fn patch<S: Storage>(
         return Err(ApiError::UploadNotFound);
     }
     let offset = parse_u64(&headers, "upload-offset")?;
+    let kind = referenced(&state, &device, &sha256, None).await?;
     if let Some(blob) = state.storage.blob(&sha256).await?
-        && referenced(&state, &device, &sha256, None).await?
+        && kind != Referenced::No
     {
-        // Another upload (another phone's) completed it meanwhile: nothing more to send.
-        state.storage.delete_upload(&sha256, device.id).await?;
+        // Another upload (another phone's) completed it meanwhile: nothing more to send, and
+        // this device's chunks are not needed.
+        discard(&state, &sha256, device.id).await;
         return Ok(offset_response(
             StatusCode::NO_CONTENT,
             blob.size,
@@ -314,10 +333,21 @@ pub(super) async fn patch<S: Storage>(
             "the file does not start like a JPEG, PNG or WebP image".into(),
         ));
     }
-    let store = state.config.photos.store.clone();
     let new_offset = offset + chunk.len() as u64;
+    if new_offset == up.length {
+        // The last chunk is not stored as an object: it completes the file in memory.
+        complete(&state, &device, &up, chunk, kind).await?;
+        return Ok(offset_response(
+            StatusCode::NO_CONTENT,
+            up.length,
+            up.length,
+        ));
+    }
     if !chunk.is_empty() {
-        store
+        state
+            .config
+            .photos
+            .store
             .put(
                 &chunk_path(&sha256, device.id, offset),
                 PutPayload::from(chunk),
@@ -335,40 +365,42 @@ pub(super) async fn patch<S: Storage>(
             });
         }
     }
-    if new_offset < up.length {
-        return Ok(offset_response(
-            StatusCode::NO_CONTENT,
-            new_offset,
-            up.length,
-        ));
-    }
-    complete(&state, &device, &up).await?;
     Ok(offset_response(
         StatusCode::NO_CONTENT,
-        up.length,
+        new_offset,
         up.length,
     ))
 }
 
-/// Reads an upload's chunks back, verifies and stores the file once; a file that fails a
-/// check is thrown away with its chunks.
+/// Reads an upload's stored chunks back, appends the last one, verifies and stores the file
+/// once; a file that fails a check is thrown away with its chunks.
 async fn complete<S: Storage>(
     state: &AppState<S>,
     device: &Device,
     up: &UploadRow,
+    last: Vec<u8>,
+    kind: Referenced,
 ) -> Result<(), ApiError> {
     let store = state.config.photos.store.clone();
-    let bytes = match read_chunks(store.as_ref(), up).await {
-        Ok(b) => b,
-        Err(e) => {
-            discard(state, &up.sha256, device.id).await;
-            return Err(e);
+    let mut bytes = if up.offset == 0 {
+        Vec::new()
+    } else {
+        match read_chunks(store.as_ref(), up).await {
+            Ok(b) => b,
+            Err(e) => {
+                discard(state, &up.sha256, device.id).await;
+                return Err(e);
+            }
         }
     };
+    bytes.extend_from_slice(&last);
+    drop(last);
     let sha = up.sha256.clone();
-    let checked = tokio::task::spawn_blocking(move || verify(&sha, &bytes).map(|p| (p, bytes)))
-        .await
-        .map_err(|_| ApiError::Panicked)?;
+    let compared = kind == Referenced::Compared;
+    let checked =
+        tokio::task::spawn_blocking(move || verify(&sha, &bytes, compared).map(|p| (p, bytes)))
+            .await
+            .map_err(|_| ApiError::Panicked)?;
     let ((mime, phash), bytes) = match checked {
         Ok(v) => v,
         Err(e) => {
@@ -401,7 +433,9 @@ async fn complete<S: Storage>(
             device: device.id,
         })
         .await?;
-    discard(state, &up.sha256, device.id).await;
+    if up.offset > 0 {
+        delete_chunks(store.as_ref(), &up.sha256, device.id).await;
+    }
     tracing::info!(device = %device.id, sha256 = %up.sha256, size, first, "photo stored");
     Ok(())
 }
@@ -422,6 +456,11 @@ async fn read_chunks(store: &dyn ObjectStore, up: &UploadRow) -> Result<Vec<u8>,
             .filename()
             .and_then(|f| f.parse().ok())
             .unwrap_or(u64::MAX);
+        if at >= up.offset {
+            // Stored by a request whose offset update never happened (a crash between the
+            // two): not part of the upload; the chunk is sent again.
+            continue;
+        }
         if at != out.len() as u64 {
             // A chunk left over from a retried request that was overtaken: skip what is
             // covered, refuse a gap.
@@ -443,13 +482,25 @@ async fn read_chunks(store: &dyn ObjectStore, up: &UploadRow) -> Result<Vec<u8>,
             .map_err(|e| ApiError::Blobs(e.to_string()))?;
         out.extend_from_slice(&b);
     }
-    out.truncate(usize::try_from(up.length).unwrap_or(usize::MAX));
+    if out.len() as u64 != up.offset {
+        return Err(ApiError::Blobs(format!(
+            "upload {} holds {} of its {} bytes",
+            up.sha256,
+            out.len(),
+            up.offset
+        )));
+    }
     Ok(out)
 }
 
-/// Checks a finished file: its hash, its type and that it decodes; returns its MIME type
-/// and perceptual hash.
-fn verify(sha256: &str, bytes: &[u8]) -> Result<(&'static str, Option<u64>), ApiError> {
+/// Checks a finished file: its hash, its type and its header; a file that is compared
+/// (a thumbnail, or a full image without one) is decoded whole for its perceptual hash.
+/// Returns its MIME type and perceptual hash.
+fn verify(
+    sha256: &str,
+    bytes: &[u8],
+    compared: bool,
+) -> Result<(&'static str, Option<u64>), ApiError> {
     let got = gridsync_core::photo::sha256_hex(bytes);
     if got != sha256 {
         return Err(ApiError::HashMismatch {
@@ -465,6 +516,14 @@ fn verify(sha256: &str, bytes: &[u8]) -> Result<(&'static str, Option<u64>), Api
         image::ImageFormat::WebP => "image/webp",
         other => return Err(ApiError::PhotoType(format!("{other:?} is not stored"))),
     };
+    if !compared {
+        // A full image is checked to its header (decoding 2 MP again costs more than the
+        // rest of its upload); its thumbnail is what is compared.
+        image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+            .into_dimensions()
+            .map_err(|e| ApiError::PhotoType(format!("the image header does not decode: {e}")))?;
+        return Ok((mime, None));
+    }
     let img = image::load_from_memory_with_format(bytes, format)
         .map_err(|e| ApiError::PhotoType(format!("the image does not decode: {e}")))?;
     Ok((mime, Some(perceptual_hash(&img))))
@@ -484,10 +543,9 @@ pub fn perceptual_hash(img: &image::DynamicImage) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// Forgets a device's upload of a file and deletes its chunks (best effort: a chunk left
-/// behind is deleted by the next expiry sweep of a new upload, or is harmless).
-pub(super) async fn discard<S: Storage>(state: &AppState<S>, sha256: &str, device: DeviceId) {
-    let store = state.config.photos.store.clone();
+/// Deletes the chunk objects of a device's upload of a file (best effort: a chunk left
+/// behind by a failed delete is never read again; see `read_chunks`).
+async fn delete_chunks(store: &dyn ObjectStore, sha256: &str, device: DeviceId) {
     let metas: Vec<_> = store
         .list(Some(&chunk_prefix(sha256, device)))
         .collect::<Vec<_>>()
@@ -495,6 +553,11 @@ pub(super) async fn discard<S: Storage>(state: &AppState<S>, sha256: &str, devic
     for m in metas.into_iter().flatten() {
         let _ = store.delete(&m.location).await;
     }
+}
+
+/// Forgets a device's upload of a file and deletes its chunks.
+pub(super) async fn discard<S: Storage>(state: &AppState<S>, sha256: &str, device: DeviceId) {
+    delete_chunks(state.config.photos.store.as_ref(), sha256, device).await;
     if let Err(e) = state.storage.delete_upload(sha256, device).await {
         tracing::warn!(sha256, error = %e, "could not forget an upload");
     }

@@ -189,6 +189,7 @@ impl PhotoStorage for SqliteStorage {
     }
 
     async fn insert_blob(&self, blob: &BlobRow) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO blobs (sha256, size, mime, phash, stored_at, device) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
@@ -199,8 +200,14 @@ impl PhotoStorage for SqliteStorage {
         .bind(blob.phash.map(|h| format!("{h:016x}")))
         .bind(blob.stored_at)
         .bind(blob.device.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM uploads WHERE sha256 = $1 AND device = $2")
+            .bind(&blob.sha256)
+            .bind(blob.device.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -2,6 +2,8 @@
 //! object; `quick` shrinks every scenario so CI can check that it runs and that its results
 //! are right, without timing anything.
 
+mod photo;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
@@ -105,25 +107,43 @@ pub async fn store_scenarios(sizes: Sizes, out: &mut Map<String, Value>) -> Resu
     Ok(())
 }
 
-/// Runs every scenario and returns the one JSON object of metrics.
-pub async fn run(quick: bool) -> Result<Value> {
+/// The scenario names `run` accepts in `only`.
+pub const SCENARIOS: &[&str] = &["hostile", "store", "sync", "backlog", "photo"];
+
+/// Runs every scenario (or only the one named `only`) and returns the one JSON object of
+/// metrics.
+pub async fn run(quick: bool, only: Option<&str>) -> Result<Value> {
     let mut out = Map::new();
     out.insert("quick".into(), json!(quick));
+    let on = |name: &str| only.is_none_or(|o| o == name);
     // First, while the process is fresh: its peak memory is then the server's work, not heap
     // kept from earlier scenarios.
-    hostile_push_scenario(quick, &mut out)
-        .await
-        .context("hostile push scenario")?;
-    import_breakdown(Sizes::new(quick), &mut out)?;
-    store_scenarios(Sizes::new(quick), &mut out)
-        .await
-        .context("store scenarios")?;
-    sync_scenarios(quick, &mut out)
-        .await
-        .context("sync scenarios")?;
-    backlog_scenario(quick, &mut out)
-        .await
-        .context("backlog scenario")?;
+    if on("hostile") {
+        hostile_push_scenario(quick, &mut out)
+            .await
+            .context("hostile push scenario")?;
+    }
+    if on("store") {
+        import_breakdown(Sizes::new(quick), &mut out)?;
+        store_scenarios(Sizes::new(quick), &mut out)
+            .await
+            .context("store scenarios")?;
+    }
+    if on("sync") {
+        sync_scenarios(quick, &mut out)
+            .await
+            .context("sync scenarios")?;
+    }
+    if on("backlog") {
+        backlog_scenario(quick, &mut out)
+            .await
+            .context("backlog scenario")?;
+    }
+    if on("photo") {
+        photo::photo_scenario(quick, &mut out)
+            .await
+            .context("photo scenario")?;
+    }
     Ok(Value::Object(out))
 }
 
