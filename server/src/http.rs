@@ -438,7 +438,7 @@ pub async fn serve(
 
 /// Bounds the work in flight: a busy server says so (503 + Retry-After) instead of queueing
 /// without end.
-fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+pub(crate) fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     state
         .in_flight
         .clone()

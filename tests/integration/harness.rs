@@ -470,3 +470,16 @@ pub async fn add_case_photo(phone: &Phone, case: gridsync_proto::DocId, n: u8) {
         .await
         .expect("add a photo");
 }
+
+/// Copies a directory tree, as a backup of a server's data directory is taken.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}

@@ -369,6 +369,8 @@ async fn wrong_bytes_are_refused_and_nothing_is_kept() {
         .send()
         .await
         .expect("send");
+    assert_eq!(resp.headers()["tus-version"], "1.0.0");
+    assert_eq!(resp.headers()["tus-resumable"], "1.0.0");
     assert_eq!(
         error_code(resp).await,
         (412, "unsupported_tus_version".into())

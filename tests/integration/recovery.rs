@@ -10,7 +10,7 @@ use gridsync_server::storage::PullBudget;
 use gridsync_server::{Config, Storage};
 use gridsync_tests::LocalServer;
 
-use crate::harness::{GRID_A, code, quick_retry, sample_visit};
+use crate::harness::{GRID_A, code, copy_dir, quick_retry, sample_visit};
 
 fn visit(n: usize) -> gridsync_core::records::Visit {
     sample_visit("周网格", n)
@@ -44,14 +44,6 @@ async fn stop(server: LocalServer) {
 
 fn client_for(server: &LocalServer) -> gridsync_core::client::SyncClient {
     gridsync_core::client::SyncClient::new(&server.url, quick_retry()).expect("client")
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-    }
 }
 
 #[tokio::test]

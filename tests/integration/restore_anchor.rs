@@ -13,7 +13,7 @@ use gridsync_server::storage::{Cursor, PullBudget};
 use gridsync_server::{Config, Storage};
 use gridsync_tests::LocalServer;
 
-use crate::harness::{GRID_A, code, quick_retry, sample_visit};
+use crate::harness::{GRID_A, code, copy_dir, quick_retry, sample_visit};
 
 async fn phone(server: &LocalServer, dir: &std::path::Path, name: &str) -> (Store, SyncClient) {
     server
@@ -32,14 +32,6 @@ async fn phone(server: &LocalServer, dir: &std::path::Path, name: &str) -> (Stor
 async fn stop(server: LocalServer) {
     server.storage.close().await;
     drop(server);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-    }
 }
 
 async fn newest_seq(server: &LocalServer) -> i64 {

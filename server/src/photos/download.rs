@@ -40,7 +40,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, Api
             if n == 0 {
                 return Err(unsatisfiable());
             }
-            (size.saturating_sub(n), size - 1)
+            (size.saturating_sub(n), size.saturating_sub(1))
         }
         (a, "") => (
             a.parse().map_err(|_| unsatisfiable())?,
@@ -65,6 +65,7 @@ pub(super) async fn get<S: Storage>(
     Path(sha256): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let _permit = crate::http::admit(&state)?;
     let device = authenticate(&state, &headers).await?;
     if !is_sha256(&sha256)
         || super::tus::referenced(&state, &device, &sha256, None).await?
@@ -87,6 +88,7 @@ pub(super) async fn get<S: Storage>(
                 "private, max-age=31536000, immutable",
             )
             .header(header::ACCEPT_RANGES, "bytes")
+            .header("x-content-type-options", "nosniff")
     };
     let matches_etag = headers
         .get(header::IF_NONE_MATCH)

@@ -80,8 +80,12 @@ pub fn open_store(
         None => {
             let dir = data_dir.join("photos");
             std::fs::create_dir_all(&dir).map_err(|e| err(&dir.display().to_string(), &e))?;
+            // fsync: a file the server acknowledged is on disk, like the database row
+            // that says it is stored.
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| err(&dir.display().to_string(), &e))?;
+                .map_err(|e| err(&dir.display().to_string(), &e))?
+                .with_fsync(true)
+                .with_automatic_cleanup(true);
             Ok(Arc::new(fs))
         }
         Some(u) if u.starts_with("s3://") => {
@@ -101,7 +105,7 @@ pub fn open_store(
 
 /// The photo routes, merged into [`crate::http::app`].
 pub fn routes<S: Storage>() -> Router<AppState<S>> {
-    Router::new()
+    let uploads = Router::new()
         .route("/v1/uploads", post(tus::create::<S>).options(tus::options))
         .route(
             "/v1/uploads/{sha256}",
@@ -109,6 +113,10 @@ pub fn routes<S: Storage>() -> Router<AppState<S>> {
                 .patch(tus::patch::<S>)
                 .options(tus::options),
         )
+        // tus: every answer (errors included) says the protocol version.
+        .layer(axum::middleware::map_response(tus::version_header));
+    Router::new()
+        .merge(uploads)
         .route("/v1/photos/{sha256}", get(download::get::<S>))
         .route("/v1/evidence-flags", get(download::flags::<S>))
 }

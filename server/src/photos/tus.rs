@@ -30,11 +30,25 @@ use crate::storage::{BlobRow, Storage, UploadRow};
 const TUS_VERSION: &str = "1.0.0";
 /// The extensions supported.
 const TUS_EXTENSIONS: &str = "creation,checksum,expiration";
+/// The largest edge of an image the server decodes whole (thumbnails, and full images that
+/// have none); the pipeline's full images are 1600 px.
+const MAX_COMPARED_EDGE: u32 = 8192;
 /// The checksum algorithms a PATCH may use.
 const TUS_CHECKSUMS: &str = "sha1,sha256";
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Adds `Tus-Resumable` (and, to a version refusal, `Tus-Version`) to every upload answer.
+pub(super) async fn version_header(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    if resp.status() == StatusCode::PRECONDITION_FAILED {
+        resp.headers_mut()
+            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    }
+    resp
 }
 
 /// Every tus request but OPTIONS must say which version it speaks.
@@ -160,6 +174,7 @@ pub(super) async fn create<S: Storage>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_version(&headers)?;
+    let _permit = crate::http::admit(&state)?;
     let device = authenticate(&state, &headers).await?;
     let sha256 = metadata_sha256(&headers)?;
     let length = parse_u64(&headers, "upload-length")?;
@@ -289,6 +304,7 @@ pub(super) async fn patch<S: Storage>(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_version(&headers)?;
+    let _permit = crate::http::admit(&state)?;
     let device = authenticate(&state, &headers).await?;
     crate::http::expect_content_type(&headers, "application/offset+octet-stream")?;
     if !is_sha256(&sha256) {
@@ -308,6 +324,12 @@ pub(super) async fn patch<S: Storage>(
             blob.size,
         ));
     }
+    if kind == Referenced::No {
+        // The device lost the document (a case taken from its department, a photo
+        // redacted) since it started: its upload ends here.
+        discard(&state, &sha256, device.id).await;
+        return Err(ApiError::PhotoNotReferenced(sha256));
+    }
     let up = state
         .storage
         .upload(&sha256, device.id)
@@ -319,9 +341,18 @@ pub(super) async fn patch<S: Storage>(
             found: offset,
         });
     }
-    let room = usize::try_from(up.length - up.offset)
+    let room = usize::try_from(up.length.saturating_sub(up.offset))
         .unwrap_or(MAX_CHUNK_BYTES)
         .min(MAX_CHUNK_BYTES);
+    let declared =
+        header_str(&headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > room as u64) && headers.contains_key("upload-checksum") {
+        // Only part of it would be taken, and a checksum covers all of it.
+        return Err(ApiError::PhotoTooLarge {
+            length: declared.unwrap_or(0),
+            max: room as u64,
+        });
+    }
     let Some(chunk) = read_chunk(body, room).await else {
         return Err(ApiError::BodyCut(
             "the chunk was cut short and not stored; HEAD for the offset and send it again".into(),
@@ -524,7 +555,15 @@ fn verify(
             .map_err(|e| ApiError::PhotoType(format!("the image header does not decode: {e}")))?;
         return Ok((mime, None));
     }
-    let img = image::load_from_memory_with_format(bytes, format)
+    // A thumbnail is small; a header that claims more is a bomb, not a photo.
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_COMPARED_EDGE);
+    limits.max_image_height = Some(MAX_COMPARED_EDGE);
+    limits.max_alloc = Some(256 * 1024 * 1024);
+    reader.limits(limits);
+    let img = reader
+        .decode()
         .map_err(|e| ApiError::PhotoType(format!("the image does not decode: {e}")))?;
     Ok((mime, Some(perceptual_hash(&img))))
 }

@@ -52,6 +52,11 @@ impl Default for PhotoOptions {
 /// The largest photo decoded, in pixels (a 108 MP phone camera fits; a crafted header that
 /// claims more would make the phone allocate gigabytes).
 pub const MAX_INPUT_PIXELS: u64 = 120_000_000;
+/// The largest PNG or WebP decoded, in pixels (decoded whole: screenshots, not cameras).
+pub const MAX_WHOLE_PIXELS: u64 = 40_000_000;
+/// The most memory the JPEG decoder may take for its buffers (a progressive JPEG keeps every
+/// coefficient whatever the scale).
+const MAX_JPEG_BUFFER: usize = 768 * 1024 * 1024;
 /// The largest input file read.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
 /// The MIME type of everything the pipeline writes.
@@ -276,6 +281,7 @@ fn corrupt(format: Format, e: impl std::fmt::Display) -> PhotoError {
 /// comment for why), into RGB.
 fn decode_jpeg_scaled(input: &[u8], long_edge: u32) -> Result<RgbImage, PhotoError> {
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(input));
+    dec.set_max_decoding_buffer_size(MAX_JPEG_BUFFER);
     dec.read_info().map_err(|e| corrupt(Format::Jpeg, e))?;
     let info = dec
         .info()

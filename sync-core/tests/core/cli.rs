@@ -62,21 +62,50 @@ fn a_worker_closes_a_small_matter_alone_from_the_terminal() {
         String::from_utf8_lossy(&refused.stderr).contains("after-photo"),
         "{refused:?}"
     );
-    let photo = dir.path().join("after.jpg");
-    std::fs::write(&photo, b"\xff\xd8\xff\xe0 not really a jpeg").expect("photo");
-    json(&field(
+    // A file that only starts like a JPEG is refused with the reason, and nothing is added.
+    let fake = dir.path().join("fake.jpg");
+    std::fs::write(&fake, b"\xff\xd8\xff\xe0 not really a jpeg").expect("photo");
+    let refused = field(
         &store,
         &[
-            "--json",
-            "case",
             "photo",
+            "add",
+            fake.to_str().expect("utf8"),
+            "--case",
             &id,
             "--stage",
             "after",
-            "--file",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("damaged or incomplete"),
+        "{refused:?}"
+    );
+    let photo = dir.path().join("after.jpg");
+    let camera = gridsync_core::sample::CameraExif::default();
+    std::fs::write(
+        &photo,
+        gridsync_core::sample::camera_photo(800, 600, &camera, 1),
+    )
+    .expect("photo");
+    let added = json(&field(
+        &store,
+        &[
+            "--json",
+            "photo",
+            "add",
             photo.to_str().expect("utf8"),
+            "--case",
+            &id,
+            "--stage",
+            "after",
         ],
     ));
+    assert_eq!(added["ref"]["time_source"], "exif");
+    let listed = json(&field(&store, &["--json", "photo", "list", &id]));
+    assert_eq!(listed[0]["stage"], "after");
+    assert_eq!(listed[0]["uploaded"], false);
     json(&field(
         &store,
         &[
