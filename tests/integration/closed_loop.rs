@@ -66,22 +66,13 @@ async fn after_photo(p: &Phone, id: DocId) {
         .update::<Case>(id, |c| {
             c.photos.insert(
                 gridsync_proto::RecordId::new(),
-                PhotoRef {
-                    sha256: "c".repeat(64),
-                    stage: PhotoStage::After,
-                    taken_at: now_ms(),
-                    gps: None,
-                    size: 2048,
-                    mime: "image/jpeg".into(),
-                    author: None,
-                    thumb_sha256: None,
-                    thumb_size: None,
-                    width: None,
-                    height: None,
-                    time_source: None,
-                    gps_source: None,
-                    checkpoint: None,
-                },
+                PhotoRef::new(
+                    "c".repeat(64),
+                    PhotoStage::After,
+                    now_ms(),
+                    2048,
+                    "image/jpeg",
+                ),
             );
         })
         .await

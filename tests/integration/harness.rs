@@ -439,22 +439,13 @@ pub fn sample_photo(
     stage: gridsync_core::records::PhotoStage,
     n: u8,
 ) -> gridsync_core::records::PhotoRef {
-    gridsync_core::records::PhotoRef {
-        sha256: format!("{n:02x}").repeat(32),
+    gridsync_core::records::PhotoRef::new(
+        format!("{n:02x}").repeat(32),
         stage,
-        taken_at: 1_760_000_000_000 + i64::from(n),
-        gps: None,
-        size: 1000 + u64::from(n),
-        mime: "image/jpeg".into(),
-        author: None,
-        thumb_sha256: None,
-        thumb_size: None,
-        width: None,
-        height: None,
-        time_source: None,
-        gps_source: None,
-        checkpoint: None,
-    }
+        1_760_000_000_000 + i64::from(n),
+        1000 + u64::from(n),
+        "image/jpeg",
+    )
 }
 
 /// Adds a photo to a case on `phone` (what any device that may write the case may add).

@@ -113,6 +113,33 @@ pub enum EvidenceSource {
 }
 
 impl PhotoRef {
+    /// A reference with only the required fields (no thumbnail, no GPS, no evidence sources):
+    /// for references made by hand or before the photo pipeline.
+    pub fn new(
+        sha256: impl Into<String>,
+        stage: PhotoStage,
+        taken_at: Millis,
+        size: u64,
+        mime: &str,
+    ) -> Self {
+        Self {
+            sha256: sha256.into(),
+            stage,
+            taken_at,
+            gps: None,
+            size,
+            mime: mime.into(),
+            author: None,
+            thumb_sha256: None,
+            thumb_size: None,
+            width: None,
+            height: None,
+            time_source: None,
+            gps_source: None,
+            checkpoint: None,
+        }
+    }
+
     /// A reference to a photo the pipeline processed, at `stage`; `now` and `fix` stand in
     /// for capture time and GPS the camera did not record.
     pub fn from_processed(

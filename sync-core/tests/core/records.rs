@@ -140,24 +140,12 @@ fn case_codes_parties_and_photos() {
     c.photos.insert(
         rid(3),
         PhotoRef {
-            sha256: "ABC".into(),
-            stage: PhotoStage::Before,
-            taken_at: 1,
             gps: Some(Gps {
                 lat: 1.0,
                 lon: 1.0,
                 acc: Some(-1.0),
             }),
-            size: 0,
-            mime: "image/heic".into(),
-            author: None,
-            thumb_sha256: None,
-            thumb_size: None,
-            width: None,
-            height: None,
-            time_source: None,
-            gps_source: None,
-            checkpoint: None,
+            ..PhotoRef::new("ABC", PhotoStage::Before, 1, 0, "image/heic")
         },
     );
     let fields: Vec<String> = problems(&c).into_iter().map(|(f, _)| f).collect();

@@ -54,22 +54,7 @@ fn data_for(action: Action) -> BTreeMap<String, String> {
 fn with_after_photo(mut c: Case) -> Case {
     c.photos.insert(
         rid(900),
-        PhotoRef {
-            sha256: "b".repeat(64),
-            stage: PhotoStage::After,
-            taken_at: T0,
-            gps: None,
-            size: 1000,
-            mime: "image/jpeg".into(),
-            author: None,
-            thumb_sha256: None,
-            thumb_size: None,
-            width: None,
-            height: None,
-            time_source: None,
-            gps_source: None,
-            checkpoint: None,
-        },
+        PhotoRef::new("b".repeat(64), PhotoStage::After, T0, 1000, "image/jpeg"),
     );
     c
 }
