@@ -65,12 +65,7 @@ impl TestServer {
         )
         .await
         .expect("server");
-        Self {
-            url: inner.url.clone(),
-            storage: inner.storage.clone(),
-            inner,
-            _dir: dir,
-        }
+        Self::around(inner, dir)
     }
 
     async fn start_reading(newest: u32) -> Self {
@@ -78,6 +73,10 @@ impl TestServer {
         let inner = LocalServer::start_reading(dir.path(), Config::default(), newest)
             .await
             .expect("server");
+        Self::around(inner, dir)
+    }
+
+    fn around(inner: LocalServer, dir: tempfile::TempDir) -> Self {
         Self {
             url: inner.url.clone(),
             storage: inner.storage.clone(),
