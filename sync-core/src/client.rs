@@ -176,6 +176,17 @@ impl SyncClient {
     /// as many rounds as it takes while rounds make progress; `max_rounds` bounds only rounds
     /// in a row that moved nothing (then the sync stops and continues next time).
     pub async fn sync(&self, store: &Store, max_rounds: usize) -> Result<SyncReport, ClientError> {
+        self.sync_observed(store, max_rounds, &mut |_, _| {}).await
+    }
+
+    /// [`SyncClient::sync`], calling `observe` after every round with the report so far and
+    /// the documents that round changed (for progress bars and "something changed" events).
+    pub async fn sync_observed(
+        &self,
+        store: &Store,
+        max_rounds: usize,
+        observe: &mut (dyn FnMut(&SyncReport, &[gridsync_proto::DocId]) + Send),
+    ) -> Result<SyncReport, ClientError> {
         let token = store
             .meta(TOKEN_KEY)
             .await?
@@ -230,6 +241,7 @@ impl SyncClient {
                     .into_iter()
                     .map(|(d, why)| (d.to_string(), why)),
             );
+            observe(&report, &round.pulled);
             if !round.more {
                 return Ok(report);
             }

@@ -10,6 +10,8 @@
 //!   compacted snapshots, and relational projections updated in the same transaction.
 //! - [`sync`]: the phone's side of the batched sync protocol, sans-I/O over the store;
 //!   [`client`]: its HTTP transport with backoff; [`upload`]: photo files over tus.
+//! - [`app`]: the app API (feature `client`): one async, typed facade for the phone app and
+//!   `gridsync-field` over the store, records, workflow, sync and photos.
 //! - [`evidence`]: questions about case photos (taken before the report or dispatch, far from
 //!   the place, the same or a near-identical image on another case), flagged, never refused.
 //! - [`photo`]: the on-device photo pipeline (upright, downscaled, metadata-free JPEGs and
@@ -18,6 +20,9 @@
 //! - [`workflow`]: the case loop (report → dispatch → handle → check → close → follow-up) as
 //!   a state machine derived from the case's event log, with deadlines on a working calendar.
 
+#[cfg(feature = "client")]
+pub mod app;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
 pub mod document;
@@ -30,6 +35,7 @@ pub mod sample;
 pub mod store;
 pub mod sync;
 pub mod time_flags;
+#[cfg(feature = "client")]
 pub mod upload;
 pub mod validate;
 pub mod workflow;

@@ -106,6 +106,8 @@ pub struct RoundReport {
     pub pulled_docs: usize,
     /// Changes received.
     pub pulled_changes: usize,
+    /// The documents that received changes.
+    pub pulled: Vec<DocId>,
     /// Documents the server refused, with code and message.
     pub rejected: Vec<(DocId, String, String)>,
     /// Pulled documents this build could not read, with the reason (kept, applied later).
@@ -522,6 +524,7 @@ impl SyncSession {
             report.pulled_changes += pull.changes.len();
             if !pull.changes.is_empty() {
                 report.pulled_docs += 1;
+                report.pulled.push(pull.doc);
             }
             if is_quarantined(&mut tx, pull.doc).await? {
                 // Keep what arrives with the rest, and try again: the new changes may be what

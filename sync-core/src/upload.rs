@@ -290,3 +290,49 @@ impl SyncClient {
         Ok(path)
     }
 }
+
+impl SyncClient {
+    /// Reads the case indicators for `from`..`to` (`YYYY-MM-DD`, China time) grouped by
+    /// `group_by` (`grid`, `department` or `category`): for dispatcher and leader devices.
+    pub async fn indicators(
+        &self,
+        store: &Store,
+        from: &str,
+        to: &str,
+        group_by: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let token = store
+            .meta(TOKEN_KEY)
+            .await?
+            .ok_or(ClientError::NotEnrolled)?;
+        // The values go into the URL as they are: checked to be dates or digits and a word.
+        let plain = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !(plain(from) && plain(to) && plain(group_by)) {
+            return Err(ClientError::BadResponse(
+                "indicator dates are YYYY-MM-DD and the grouping a word".into(),
+            ));
+        }
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/indicators?from={from}&to={to}&group_by={group_by}",
+                self.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(server_error(resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadResponse(e.to_string()))
+    }
+}

@@ -89,7 +89,8 @@ pub fn open_store(
             Ok(Arc::new(fs))
         }
         Some(u) if u.starts_with("s3://") => {
-            gridsync_core::client::install_crypto_provider();
+            // reqwest is built without a crypto provider; S3 over HTTPS needs one.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(u)
                 .build()

@@ -539,19 +539,42 @@ impl Store {
     /// Residents whose name contains `name` (or whose ID number equals it), with their
     /// households: exact name matches first.
     pub async fn search_residents(&self, name: &str) -> Result<Vec<ResidentHit>, StoreError> {
+        Ok(self.search_residents_page(name, 0, 200).await?.0)
+    }
+
+    /// One page of [`Store::search_residents`]: `limit` hits from `offset`, and how many
+    /// residents match in all.
+    pub async fn search_residents_page(
+        &self,
+        name: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Vec<ResidentHit>, u64), StoreError> {
         let needle = name.trim();
-        if needle.is_empty() {
-            return Ok(Vec::new());
+        // LIKE's wildcards are not part of any name: a query of only wildcards finds nothing
+        // (rather than everyone).
+        let literal = needle.replace(['%', '_'], "");
+        if literal.is_empty() {
+            return Ok((Vec::new(), 0));
         }
-        let pattern = format!("%{}%", needle.replace(['%', '_'], ""));
+        let pattern = format!("%{literal}%");
+        let (total,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM p_residents WHERE name LIKE ?1 OR id_number = ?2")
+                .bind(&pattern)
+                .bind(needle)
+                .fetch_one(&self.pool)
+                .await?;
         let residents: Vec<ResidentRow> = sqlx::query_as(
             "SELECT * FROM p_residents WHERE name LIKE ?1 OR id_number = ?2 \
-             ORDER BY (name = ?2) DESC, name, household_id LIMIT 200",
+             ORDER BY (name = ?2) DESC, name, household_id, resident_id LIMIT ?3 OFFSET ?4",
         )
         .bind(pattern)
         .bind(needle)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
         .fetch_all(&self.pool)
         .await?;
+        let total = u64::try_from(total).unwrap_or(0);
         // Households, families and past requests for all hits in three queries (not per hit):
         // the phone store is SQLite, so the id list travels as one JSON parameter.
         let mut household_ids: Vec<String> = residents
@@ -623,7 +646,7 @@ impl Store {
                 past_requests,
             });
         }
-        Ok(hits)
+        Ok((hits, total))
     }
 
     /// The members of one household.

@@ -583,11 +583,7 @@ fn check(state: &CaseState, case: &Case, e: &CaseEvent) -> Result<Action, String
             action.as_str()
         ));
     }
-    let needs_note = matches!(
-        action,
-        Action::Reject | Action::Return | Action::Suspend | Action::FailCheck | Action::Handle
-    );
-    if needs_note && e.note.trim().is_empty() {
+    if needs_note(action) && e.note.trim().is_empty() {
         return Err(format!(
             "{} needs a reason or result in the note",
             action.as_str()
@@ -799,4 +795,51 @@ pub fn log_heads(case: &Case) -> Vec<RecordId> {
         .filter(|id| !referenced.contains(id))
         .copied()
         .collect()
+}
+
+/// The actions a device with `role` (and `dept`, for a clerk) may take on `case` now: the
+/// same check an event gets when it lands, run on a prospective event whose inputs (note,
+/// department, deadline, satisfaction, the case merged into) are taken as given. So what the
+/// app offers is exactly what the fold would apply, apart from the values the person enters.
+pub fn available_actions(
+    case: &Case,
+    state: &CaseState,
+    role: Role,
+    dept: Option<&str>,
+    now: Millis,
+) -> Vec<Action> {
+    let given: BTreeMap<String, String> = [
+        ("into", "-"),
+        ("lead", "-"),
+        ("deadline", "1"),
+        ("satisfaction", "satisfied"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    ACTIONS
+        .into_iter()
+        .filter(|action| {
+            let e = CaseEvent {
+                kind: action.as_str().into(),
+                at: now,
+                by: String::new(),
+                role: role.as_str().into(),
+                dept: dept.map(str::to_owned),
+                after: Vec::new(),
+                note: "-".into(),
+                data: given.clone(),
+                author: None,
+            };
+            check(state, case, &e).is_ok()
+        })
+        .collect()
+}
+
+/// Whether `action` needs a reason or result in its note.
+pub fn needs_note(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Reject | Action::Return | Action::Suspend | Action::FailCheck | Action::Handle
+    )
 }

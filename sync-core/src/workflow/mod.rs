@@ -8,7 +8,8 @@ mod reference;
 pub use calendar::WorkCalendar;
 pub use case_workflow::{
     ACTIONS, Action, CaseState, DeadlineFlags, EventConflict, ROLES, Role, STATUSES, Satisfaction,
-    Status, Supervision, allowed_roles, derive, fold_order, log_heads, transition,
+    Status, Supervision, allowed_roles, available_actions, derive, fold_order, log_heads,
+    needs_note, transition,
 };
 pub use reference::{Category, Department, Reference, ReferenceError, TimeLimit};
 

@@ -3,6 +3,7 @@
 mod cli;
 mod crash;
 mod documents;
+mod field_usability;
 mod helpers;
 mod merge_props;
 mod photo;

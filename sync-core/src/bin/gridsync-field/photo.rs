@@ -5,19 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use gridsync_core::Store;
-use gridsync_core::client::{RetryPolicy, SyncClient};
+use gridsync_core::app::{NewPhoto, Replica};
 use gridsync_core::photo::PhotoOptions;
-use gridsync_core::records::{Gps, PhotoStage};
 use gridsync_core::store::PhotoTarget;
 use gridsync_proto::{DocId, RecordId};
 use serde_json::json;
 
-use super::{Out, fmt_time, parse_enum};
+use super::{Out, fmt_time};
 
-/// Photo commands.
 #[derive(Subcommand)]
-pub(super) enum PhotoCmd {
+pub(crate) enum PhotoCmd {
     /// Add a photo (JPEG, PNG or WebP; HEIC must be converted to JPEG first). It is turned
     /// upright, downscaled, stripped of metadata (capture time and GPS are kept in the
     /// record) and queued for upload after the next document sync.
@@ -43,10 +40,10 @@ pub(super) enum PhotoCmd {
         #[arg(long, requires = "inspection")]
         checkpoint: Option<RecordId>,
         /// The phone's latitude, used when the photo has no GPS of its own.
-        #[arg(long, requires = "lon")]
+        #[arg(long, requires = "lon", allow_hyphen_values = true)]
         lat: Option<f64>,
         /// The phone's longitude.
-        #[arg(long, requires = "lat")]
+        #[arg(long, requires = "lat", allow_hyphen_values = true)]
         lon: Option<f64>,
         /// Longest edge of the stored image, in pixels.
         #[arg(long, default_value_t = PhotoOptions::default().long_edge)]
@@ -70,7 +67,7 @@ pub(super) enum PhotoCmd {
     },
 }
 
-pub(super) async fn run(store: &Store, out: &Out, cmd: PhotoCmd) -> Result<()> {
+pub(crate) async fn run(app: &Replica, out: &Out, cmd: PhotoCmd) -> Result<()> {
     match cmd {
         PhotoCmd::Add {
             file,
@@ -93,29 +90,20 @@ pub(super) async fn run(store: &Store, out: &Out, cmd: PhotoCmd) -> Result<()> {
                     "name where the photo belongs: --case, --household with --visit, or --inspection"
                 ),
             };
-            let stage: PhotoStage = match (&stage, target) {
-                (Some(s), _) => parse_enum(s)
-                    .map_err(anyhow::Error::msg)
-                    .context("--stage")?,
-                (None, PhotoTarget::Case(_)) => PhotoStage::Before,
-                (None, _) => PhotoStage::Record,
-            };
-            if !(1..=100).contains(&quality) {
-                bail!("--quality: must be 1 to 100");
-            }
-            if long_edge < 64 {
-                bail!("--long-edge: must be at least 64 pixels");
-            }
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let opts = PhotoOptions {
-                long_edge,
-                quality,
-                ..PhotoOptions::default()
-            };
-            let fix = lat.zip(lon).map(|(lat, lon)| Gps::new(lat, lon));
-            let (id, photo) = store
-                .add_photo(target, stage, bytes, opts, fix)
+            let (id, photo) = app
+                .add_photo(NewPhoto {
+                    target,
+                    stage,
+                    bytes,
+                    fix: lat.zip(lon),
+                    options: PhotoOptions {
+                        long_edge,
+                        quality,
+                        ..PhotoOptions::default()
+                    },
+                })
                 .await
                 .with_context(|| format!("adding {}", file.display()))?;
             out.print(&json!({"photo": id, "ref": photo}), || {
@@ -133,47 +121,26 @@ pub(super) async fn run(store: &Store, out: &Out, cmd: PhotoCmd) -> Result<()> {
             })
         }
         PhotoCmd::List { id } => {
-            let photos = store.photos_of(id).await?;
-            let queue = store.upload_queue().await?;
-            let pending = |sha: &str| queue.iter().any(|f| f.sha256 == sha);
-            let here = |sha: &str| store.blob_path(sha).is_some_and(|p| p.exists());
-            let rows: Vec<_> = photos
-                .iter()
-                .map(|p| {
-                    json!({
-                        "photo": p.photo_id,
-                        "entry": p.entry,
-                        "stage": p.stage,
-                        "taken_at": p.taken_at,
-                        "lat": p.lat,
-                        "lon": p.lon,
-                        "sha256": p.sha256,
-                        "thumb_sha256": p.thumb_sha256,
-                        "size": p.size,
-                        "on_this_phone": here(&p.sha256),
-                        "uploaded": here(&p.sha256) && !pending(&p.sha256),
-                    })
-                })
-                .collect();
-            out.print(&rows, || {
+            let photos = app.photos(id).await?;
+            out.print(&photos, || {
                 if photos.is_empty() {
                     return "no photos".to_owned();
                 }
                 photos
                     .iter()
                     .map(|p| {
-                        let state = if !here(&p.sha256) {
+                        let state = if !p.on_this_phone {
                             "on the server (fetch to see it)"
-                        } else if pending(&p.sha256) {
-                            "waiting to upload"
-                        } else {
+                        } else if p.uploaded {
                             "uploaded"
+                        } else {
+                            "waiting to upload"
                         };
                         format!(
                             "{}  {}  {}  {}  {} bytes  {}\n  full {}{}",
-                            p.photo_id,
+                            p.id,
                             p.entry,
-                            p.stage,
+                            p.stage_label,
                             fmt_time(p.taken_at),
                             p.size,
                             state,
@@ -189,11 +156,7 @@ pub(super) async fn run(store: &Store, out: &Out, cmd: PhotoCmd) -> Result<()> {
             })
         }
         PhotoCmd::Fetch { sha256, out: copy } => {
-            let server = SyncClient::enrolled_server(store)
-                .await?
-                .context("this phone is not enrolled with a server")?;
-            let client = SyncClient::new(&server, RetryPolicy::default())?;
-            let path = client.fetch_photo(store, &sha256).await?;
+            let path = app.fetch_photo(&sha256).await?;
             if let Some(to) = &copy {
                 std::fs::copy(&path, to).with_context(|| format!("writing {}", to.display()))?;
             }
