@@ -124,7 +124,11 @@ enum DeviceCmd {
         device: DeviceId,
     },
     /// List enrolled devices.
-    List,
+    List {
+        /// Print one JSON array (for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the process arguments and runs the command; a failure is printed as its message
@@ -304,8 +308,13 @@ async fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("no active device {device}")
             }
         }
-        Command::Device(DeviceCmd::List) => {
-            for d in storage.devices().await? {
+        Command::Device(DeviceCmd::List { json }) => {
+            let devices = storage.devices().await?;
+            if json {
+                println!("{}", serde_json::to_string(&devices)?);
+                return Ok(());
+            }
+            for d in devices {
                 // A clock more than the tolerance off is shown: its entries' times are flagged.
                 let skew = match d.skew_ms {
                     Some(ms) if ms.abs() > gridsync_core::time_flags::TOLERANCE_MS => {

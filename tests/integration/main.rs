@@ -1,5 +1,6 @@
 //! Cross-crate integration tests: one binary, one build.
 
+mod app_api;
 mod bench_quick;
 mod clocks;
 mod closed_loop;

@@ -51,6 +51,9 @@ pub enum StorageError {
     /// A projection could not be written.
     #[error(transparent)]
     Projection(#[from] gridsync_core::projection::ProjectionError),
+    /// The data directory cannot be created or opened (a path or permission mistake).
+    #[error("data directory {0}")]
+    DataDir(String),
 }
 
 /// Why an enrollment code could not be made or redeemed.
@@ -629,7 +632,7 @@ impl SqliteStorage {
     /// Opens (creating if needed) `DIR/gridsync.db` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|e| StorageError::Corrupt(format!("creating {}: {e}", data_dir.display())))?;
+            .map_err(|e| StorageError::DataDir(format!("{}: {e}", data_dir.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join("gridsync.db"))
             .create_if_missing(true)

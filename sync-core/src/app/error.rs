@@ -31,10 +31,10 @@ pub enum AppError {
     StoreInUse(String),
     /// The server could not be reached, or refused the request.
     #[error(transparent)]
-    Network(ClientError),
+    Network(Box<ClientError>),
     /// The local store failed (disk, database, a damaged file).
     #[error(transparent)]
-    Store(StoreError),
+    Store(Box<StoreError>),
 }
 
 impl AppError {
@@ -84,7 +84,7 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(id) => AppError::NotFound(format!("no record {id} on this phone")),
             StoreError::NoSuchEntry(m) => AppError::NotFound(m),
             StoreError::Photo(p) => AppError::invalid("photo", p.to_string()),
-            other => AppError::Store(other),
+            other => AppError::Store(Box::new(other)),
         }
     }
 }
@@ -94,7 +94,7 @@ impl From<ClientError> for AppError {
         match e {
             ClientError::Store(s) => (*s).into(),
             ClientError::NotEnrolled => AppError::NotSetUp(NOT_ENROLLED.into()),
-            other => AppError::Network(other),
+            other => AppError::Network(Box::new(other)),
         }
     }
 }
