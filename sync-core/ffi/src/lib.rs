@@ -116,27 +116,67 @@ pub trait PhoneListener: Send + Sync {
     fn on_changed(&self, ids: Vec<String>);
 }
 
-struct Forward(Arc<dyn PhoneListener>);
+/// One event on its way to the app's listener.
+enum Event {
+    Progress(SyncProgress),
+    Changed(Vec<String>),
+}
+
+/// Hands events to the app's listener on a thread of its own: a slow listener never stalls
+/// the library's workers, and one that throws (which uniffi turns into a panic here) never
+/// turns a committed write into an error. The thread ends when the listener is replaced.
+struct Forward(std::sync::Mutex<std::sync::mpsc::Sender<Event>>);
+
+impl Forward {
+    fn start(listener: Arc<dyn PhoneListener>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Event>();
+        std::thread::Builder::new()
+            .name("gridsync-events".into())
+            .spawn(move || {
+                for event in rx {
+                    let call = std::panic::AssertUnwindSafe(|| match event {
+                        Event::Progress(p) => listener.on_progress(p),
+                        Event::Changed(ids) => listener.on_changed(ids),
+                    });
+                    // The app's exception is the app's: the event is dropped, the work stands.
+                    let _ = std::panic::catch_unwind(call);
+                }
+            })?;
+        Ok(Self(std::sync::Mutex::new(tx)))
+    }
+
+    fn send(&self, e: Event) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(e);
+        }
+    }
+}
 
 impl app::Listener for Forward {
     fn progress(&self, p: &app::SyncProgress) {
-        self.0.on_progress(p.into());
+        self.send(Event::Progress(p.into()));
     }
     fn changed(&self, docs: &[DocId]) {
-        self.0
-            .on_changed(docs.iter().map(ToString::to_string).collect());
+        self.send(Event::Changed(
+            docs.iter().map(ToString::to_string).collect(),
+        ));
     }
 }
 
 /// One phone's replica: the store file, opened by one owner at a time.
 #[derive(uniffi::Object)]
 pub struct Phone {
-    replica: Arc<Replica>,
+    // `None` once closed; calls under way keep their own reference until they finish.
+    replica: std::sync::RwLock<Option<Arc<Replica>>>,
 }
 
 impl Phone {
-    fn r(&self) -> Arc<Replica> {
-        Arc::clone(&self.replica)
+    fn r(&self) -> Result<Arc<Replica>, ApiError> {
+        self.replica
+            .read()
+            .ok()
+            .and_then(|r| r.clone())
+            .ok_or_else(|| ApiError::NotSetUp("this Phone is closed; open the store again".into()))
     }
 }
 
@@ -153,25 +193,50 @@ impl Phone {
                 app::ReplicaOptions {
                     reference: reference.map(Into::into),
                     store: None,
+                    // The app is told at once; it decides whether to try again.
+                    wait: std::time::Duration::ZERO,
                 },
             )
             .await
         })
         .await?;
         Ok(Arc::new(Self {
-            replica: Arc::new(replica),
+            replica: std::sync::RwLock::new(Some(Arc::new(replica))),
         }))
     }
 
+    /// Closes the store: later calls are refused, the store's log is flushed and the store
+    /// released for the next open once the calls under way have finished.
+    pub async fn close(&self) -> Result<(), ApiError> {
+        let taken = self.replica.write().ok().and_then(|mut r| r.take());
+        if let Some(replica) = taken {
+            on_runtime(async move {
+                // The last owner closes it properly; otherwise the last call to finish drops it.
+                if let Ok(r) = Arc::try_unwrap(replica) {
+                    r.close().await;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Sets the listener for progress and change events (`None` removes it).
-    pub fn set_listener(&self, listener: Option<Arc<dyn PhoneListener>>) {
-        self.replica
-            .set_listener(listener.map(|l| Arc::new(Forward(l)) as Arc<dyn app::Listener>));
+    pub fn set_listener(&self, listener: Option<Arc<dyn PhoneListener>>) -> Result<(), ApiError> {
+        let forward = match listener {
+            Some(l) => Some(Arc::new(
+                Forward::start(l).map_err(|e| ApiError::Internal(format!("event thread: {e}")))?,
+            ) as Arc<dyn app::Listener>),
+            None => None,
+        };
+        self.r()?.set_listener(forward);
+        Ok(())
     }
 
     /// Who this phone is.
     pub async fn identity(&self) -> Result<Identity, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.identity().await })
             .await
             .map(Into::into)
@@ -184,7 +249,7 @@ impl Phone {
         role: Option<String>,
         department: Option<String>,
     ) -> Result<Identity, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move {
             r.set_worker(&name, role.as_deref(), department.as_deref())
                 .await
@@ -195,38 +260,35 @@ impl Phone {
 
     /// Enrolls with the one-time code the operator gave.
     pub async fn enroll(&self, server: String, code: String) -> Result<Enrollment, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.enroll(&server, &code).await })
             .await
             .map(Into::into)
     }
 
     /// The category table with departments and time limits.
-    pub fn categories(&self) -> Vec<Category> {
-        self.replica
-            .categories()
-            .into_iter()
-            .map(Into::into)
-            .collect()
+    pub fn categories(&self) -> Result<Vec<Category>, ApiError> {
+        Ok(self.r()?.categories().into_iter().map(Into::into).collect())
     }
 
     /// The departments.
-    pub fn departments(&self) -> Vec<Department> {
-        self.replica
+    pub fn departments(&self) -> Result<Vec<Department>, ApiError> {
+        Ok(self
+            .r()?
             .departments()
             .into_iter()
             .map(Into::into)
-            .collect()
+            .collect())
     }
 
     /// The vocabularies with Chinese labels.
-    pub fn vocabularies(&self) -> Vocabularies {
-        self.replica.vocabularies().into()
+    pub fn vocabularies(&self) -> Result<Vocabularies, ApiError> {
+        Ok(self.r()?.vocabularies().into())
     }
 
     /// Registers a household; returns its id.
     pub async fn add_household(&self, h: NewHousehold) -> Result<String, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.add_household(h.into()).await })
             .await
             .map(|id| id.to_string())
@@ -234,7 +296,7 @@ impl Phone {
 
     /// Changes a household; returns whether anything changed.
     pub async fn edit_household(&self, id: String, e: HouseholdEdit) -> Result<bool, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.edit_household(id, e.into()).await }).await
     }
 
@@ -243,7 +305,7 @@ impl Phone {
         &self,
         grid: Option<String>,
     ) -> Result<Vec<HouseholdSummary>, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.households(grid.as_deref()).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
@@ -251,7 +313,7 @@ impl Phone {
 
     /// A household's archive.
     pub async fn household(&self, id: String) -> Result<HouseholdView, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.household(id).await })
             .await
             .map(Into::into)
@@ -263,7 +325,7 @@ impl Phone {
         household: String,
         m: NewResident,
     ) -> Result<String, ApiError> {
-        let (r, h) = (self.r(), doc_id("household", &household)?);
+        let (r, h) = (self.r()?, doc_id("household", &household)?);
         on_runtime(async move { r.add_resident(h, m.into()).await })
             .await
             .map(|id| id.to_string())
@@ -277,7 +339,7 @@ impl Phone {
         e: ResidentEdit,
     ) -> Result<bool, ApiError> {
         let (r, h, m) = (
-            self.r(),
+            self.r()?,
             doc_id("household", &household)?,
             record_id("resident", &resident)?,
         );
@@ -291,7 +353,7 @@ impl Phone {
         offset: u32,
         limit: u32,
     ) -> Result<SearchPage, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move {
             r.search_residents(&query, app::Page { offset, limit })
                 .await
@@ -302,16 +364,40 @@ impl Phone {
 
     /// Records a visit; returns its id.
     pub async fn add_visit(&self, v: NewVisit) -> Result<String, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         let v = v.into_app()?;
         on_runtime(async move { r.add_visit(v).await })
             .await
             .map(|id| id.to_string())
     }
 
+    /// Changes a visit this phone recorded; returns whether anything changed.
+    pub async fn edit_visit(
+        &self,
+        household: String,
+        visit: String,
+        purpose: Option<String>,
+        findings: Option<String>,
+    ) -> Result<bool, ApiError> {
+        let (r, h, v) = (
+            self.r()?,
+            doc_id("household", &household)?,
+            record_id("visit", &visit)?,
+        );
+        on_runtime(async move { r.edit_visit(h, v, purpose, findings).await }).await
+    }
+
+    /// Grid units on this phone (under `within`), for pickers.
+    pub async fn grids(&self, within: Option<String>) -> Result<Vec<GridUnit>, ApiError> {
+        let r = self.r()?;
+        on_runtime(async move { r.grids(within.as_deref()).await })
+            .await
+            .map(|v| v.into_iter().map(Into::into).collect())
+    }
+
     /// Starts a patrol; returns its id.
     pub async fn start_inspection(&self, grid: String) -> Result<String, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.start_inspection(&grid).await })
             .await
             .map(|id| id.to_string())
@@ -319,13 +405,13 @@ impl Phone {
 
     /// Appends a track point.
     pub async fn track(&self, id: String, lat: f64, lon: f64) -> Result<(), ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.track(id, lat, lon).await }).await
     }
 
     /// Records a checkpoint (its result always stated); returns its id.
     pub async fn add_checkpoint(&self, id: String, c: NewCheckpoint) -> Result<String, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.add_checkpoint(id, c.into()).await })
             .await
             .map(|id| id.to_string())
@@ -333,7 +419,7 @@ impl Phone {
 
     /// Records a finding; returns its id.
     pub async fn add_finding(&self, id: String, description: String) -> Result<String, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.add_finding(id, &description).await })
             .await
             .map(|id| id.to_string())
@@ -341,7 +427,7 @@ impl Phone {
 
     /// Ends a patrol.
     pub async fn finish_inspection(&self, id: String) -> Result<(), ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.finish_inspection(id).await }).await
     }
 
@@ -350,7 +436,7 @@ impl Phone {
         &self,
         grid: Option<String>,
     ) -> Result<Vec<InspectionSummary>, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.inspections(grid.as_deref()).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
@@ -358,7 +444,7 @@ impl Phone {
 
     /// Reports a problem; returns the case's id.
     pub async fn report_case(&self, c: NewCase) -> Result<String, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         let c = c.into_app()?;
         on_runtime(async move { r.report_case(c).await })
             .await
@@ -372,13 +458,13 @@ impl Phone {
         title: Option<String>,
         description: Option<String>,
     ) -> Result<bool, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.edit_case(id, title, description).await }).await
     }
 
     /// Cases on this phone (an unknown status is refused).
     pub async fn cases(&self, status: Option<String>) -> Result<Vec<CaseSummary>, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.cases(app::CaseFilter { status }).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
@@ -386,7 +472,7 @@ impl Phone {
 
     /// A case as a readable record.
     pub async fn case_view(&self, id: String) -> Result<CaseView, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.case(id).await })
             .await
             .map(Into::into)
@@ -394,7 +480,7 @@ impl Phone {
 
     /// The actions this device may take on a case now.
     pub async fn allowed_actions(&self, id: String) -> Result<Vec<ActionInfo>, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.allowed_actions(id).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
@@ -402,7 +488,7 @@ impl Phone {
 
     /// Takes a workflow action; returns the event's id.
     pub async fn act(&self, id: String, req: ActionRequest) -> Result<String, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         let req = req.into_app()?;
         on_runtime(async move { r.act(id, req).await })
             .await
@@ -411,7 +497,7 @@ impl Phone {
 
     /// Adds a photo (processed on the library's threads); returns the photo's id.
     pub async fn add_photo(&self, p: NewPhoto) -> Result<String, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         let p = p.into_app()?;
         on_runtime(async move { r.add_photo(p).await })
             .await
@@ -420,15 +506,59 @@ impl Phone {
 
     /// A record's photos with their upload state.
     pub async fn photos(&self, id: String) -> Result<Vec<PhotoView>, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.photos(id).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
     }
 
+    /// The photo files waiting to upload, thumbnails first.
+    pub async fn upload_queue(&self) -> Result<Vec<QueuedFile>, ApiError> {
+        let r = self.r()?;
+        on_runtime(async move { r.upload_queue().await })
+            .await
+            .map(|v| v.into_iter().map(Into::into).collect())
+    }
+
+    /// Downloads a photo file from the server (unless it is here, checking its hash);
+    /// returns the path of the local file to show.
+    pub async fn fetch_photo(&self, sha256: String) -> Result<String, ApiError> {
+        let r = self.r()?;
+        on_runtime(async move { r.fetch_photo(&sha256).await })
+            .await
+            .map(|p| p.display().to_string())
+    }
+
+    /// Takes an entry out of view (dispatchers and leaders); it stays in the history.
+    pub async fn redact(
+        &self,
+        id: String,
+        target: String,
+        reason: String,
+    ) -> Result<String, ApiError> {
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
+        on_runtime(async move { r.redact(id, &target, &reason).await })
+            .await
+            .map(|id| id.to_string())
+    }
+
+    /// The case indicators from the server as JSON text (dispatcher and leader devices), for
+    /// `from`..`to` (`YYYY-MM-DD`) grouped by `grid`, `department` or `category`.
+    pub async fn indicators(
+        &self,
+        from: String,
+        to: String,
+        group_by: String,
+    ) -> Result<String, ApiError> {
+        let r = self.r()?;
+        on_runtime(async move { r.indicators(&from, &to, &group_by).await })
+            .await
+            .map(|v| v.to_string())
+    }
+
     /// Syncs now: documents, then photos; progress goes to the listener.
     pub async fn sync(&self, opts: SyncOptions) -> Result<SyncOutcome, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.sync(opts.into()).await })
             .await
             .map(Into::into)
@@ -436,7 +566,7 @@ impl Phone {
 
     /// What is waiting to sync or upload, and what the server refused.
     pub async fn status(&self) -> Result<SyncStatus, ApiError> {
-        let r = self.r();
+        let r = self.r()?;
         on_runtime(async move { r.status().await })
             .await
             .map(Into::into)
@@ -444,7 +574,7 @@ impl Phone {
 
     /// Fields of a record with concurrent values.
     pub async fn conflicts(&self, id: String) -> Result<Vec<Conflict>, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.conflicts(id).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())
@@ -457,13 +587,13 @@ impl Phone {
         path: String,
         value_json: String,
     ) -> Result<(), ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.resolve(id, &path, &value_json).await }).await
     }
 
     /// A record's rule problems to fix.
     pub async fn problems(&self, id: String) -> Result<Vec<Problem>, ApiError> {
-        let (r, id) = (self.r(), doc_id("id", &id)?);
+        let (r, id) = (self.r()?, doc_id("id", &id)?);
         on_runtime(async move { r.problems(id).await })
             .await
             .map(|v| v.into_iter().map(Into::into).collect())

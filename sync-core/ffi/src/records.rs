@@ -990,6 +990,7 @@ pub struct SyncOptions {
 impl From<SyncOptions> for app::SyncOptions {
     fn from(o: SyncOptions) -> Self {
         Self {
+            server: None,
             retry_refused: o.retry_refused,
             metered: o.metered,
             photos: o.photos,
@@ -1143,7 +1144,7 @@ impl From<app::ConflictView> for Conflict {
     fn from(c: app::ConflictView) -> Self {
         Self {
             path: c.path,
-            values: c.values,
+            values: c.values.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -1162,6 +1163,57 @@ impl From<app::ProblemView> for Problem {
         Self {
             field: p.field,
             problem: p.problem,
+        }
+    }
+}
+
+/// A grid unit.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct GridUnit {
+    /// Document id.
+    pub id: String,
+    /// Hierarchical code.
+    pub code: String,
+    /// Level (town, district, village, grid, micro_grid).
+    pub level: String,
+    /// Name.
+    pub name: String,
+}
+
+impl From<gridsync_core::projection::GridRow> for GridUnit {
+    fn from(g: gridsync_core::projection::GridRow) -> Self {
+        Self {
+            id: g.doc_id.to_string(),
+            code: g.code,
+            level: g.level,
+            name: g.name,
+        }
+    }
+}
+
+/// A photo file waiting to upload.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct QueuedFile {
+    /// SHA-256.
+    pub sha256: String,
+    /// `thumb` or `full`.
+    pub kind: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes the server holds.
+    pub uploaded: u64,
+    /// Its record has not been synced yet.
+    pub waiting_for_sync: bool,
+}
+
+impl From<gridsync_core::store::QueuedFile> for QueuedFile {
+    fn from(f: gridsync_core::store::QueuedFile) -> Self {
+        Self {
+            sha256: f.sha256,
+            kind: f.kind.as_str().to_owned(),
+            size: f.size,
+            uploaded: f.uploaded,
+            waiting_for_sync: f.waiting_for_sync,
         }
     }
 }

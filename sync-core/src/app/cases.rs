@@ -187,6 +187,20 @@ pub struct CaseView {
     pub case: Case,
 }
 
+/// Working days asked for when an extension request says nothing.
+const DEFAULT_EXTRA_DAYS: u32 = 3;
+
+/// The working days the latest extension request asked for.
+fn requested_days(case: &Case) -> Option<u32> {
+    crate::workflow::fold_order(case)
+        .iter()
+        .rev()
+        .filter_map(|id| case.events.get(id))
+        .find(|e| e.kind == Action::RequestExtension.as_str())
+        .and_then(|e| e.data.get("extra_days"))
+        .and_then(|d| d.parse().ok())
+}
+
 fn action_info(a: Action) -> ActionInfo {
     ActionInfo {
         code: a.as_str().into(),
@@ -303,12 +317,28 @@ impl Replica {
         let case: Case = self.store.read(id).await?;
         let actor = self.store.actor().await?;
         let state = case.state();
-        Ok(
-            available_actions(&case, &state, actor.role, actor.dept.as_deref(), now_ms())
-                .into_iter()
-                .map(action_info)
-                .collect(),
-        )
+        Ok(self
+            .offered(&case, &state, &actor, now_ms())
+            .into_iter()
+            .map(action_info)
+            .collect())
+    }
+
+    /// What the app offers: the actions the fold would apply, less a dispatch this phone
+    /// cannot plan (its category table lacks the case's 小类).
+    fn offered(
+        &self,
+        case: &Case,
+        state: &crate::workflow::CaseState,
+        actor: &crate::workflow::Actor,
+        now: i64,
+    ) -> Vec<Action> {
+        available_actions(case, state, actor.role, actor.dept.as_deref(), now)
+            .into_iter()
+            .filter(|a| {
+                *a != Action::Dispatch || self.reference.category(&case.subcategory).is_some()
+            })
+            .collect()
     }
 
     /// Takes a workflow action; returns the event's id. A refused action writes nothing and
@@ -326,11 +356,35 @@ impl Replica {
                 "a follow-up records the resident's satisfaction: 满意, 基本满意 or 不满意",
             ));
         }
-        if action == Action::Merge && req.into.is_none() {
-            return Err(AppError::invalid(
-                "into",
-                "merge needs the case this one duplicates",
-            ));
+        if action == Action::Merge {
+            let Some(into) = req.into else {
+                return Err(AppError::invalid(
+                    "into",
+                    "merge needs the case this one duplicates",
+                ));
+            };
+            if into == id {
+                return Err(AppError::invalid(
+                    "into",
+                    "a case cannot be merged into itself",
+                ));
+            }
+            let target: Case =
+                self.store
+                    .read(into)
+                    .await
+                    .map_err(|e| match AppError::from(e) {
+                        AppError::NotFound(_) => {
+                            AppError::invalid("into", format!("no case {into} on this phone"))
+                        }
+                        other => other,
+                    })?;
+            if target.state().status == crate::workflow::Status::Merged {
+                return Err(AppError::invalid(
+                    "into",
+                    format!("case {into} is itself merged into another; merge into that one"),
+                ));
+            }
         }
         if needs_note(action) && req.note.trim().is_empty() {
             return Err(AppError::invalid(
@@ -350,8 +404,8 @@ impl Replica {
                 ));
             }
         }
-        let extra_days = req.extra_days.unwrap_or(3);
-        if extra_days == 0 || extra_days > 60 {
+        let extending = matches!(action, Action::RequestExtension | Action::ApproveExtension);
+        if extending && req.extra_days.is_some_and(|d| d == 0 || d > 60) {
             return Err(AppError::invalid("extra_days", "1 to 60 working days"));
         }
         let actor = self.store.actor().await?;
@@ -372,14 +426,20 @@ impl Replica {
                         );
                     }
                     Action::ApproveExtension => {
+                        // What the department asked for, unless the approver grants otherwise.
+                        let days = req
+                            .extra_days
+                            .or_else(|| requested_days(case))
+                            .unwrap_or(DEFAULT_EXTRA_DAYS);
                         return Ok(plan_extension(
                             state,
                             reference,
-                            TimeLimit::WorkingDays(extra_days),
+                            TimeLimit::WorkingDays(days),
                         ));
                     }
                     Action::RequestExtension => {
-                        data.insert("extra_days".into(), extra_days.to_string());
+                        let days = req.extra_days.unwrap_or(DEFAULT_EXTRA_DAYS);
+                        data.insert("extra_days".into(), days.to_string());
                     }
                     Action::Resume => return Ok(plan_resume(state, reference, now)),
                     Action::FollowUp => {
@@ -506,16 +566,11 @@ impl Replica {
                 })
                 .collect(),
             conflicts: conflict_views(&doc.conflicts()),
-            allowed_actions: available_actions(
-                &case,
-                &state,
-                actor.role,
-                actor.dept.as_deref(),
-                now,
-            )
-            .into_iter()
-            .map(action_info)
-            .collect(),
+            allowed_actions: self
+                .offered(&case, &state, &actor, now)
+                .into_iter()
+                .map(action_info)
+                .collect(),
             state,
             case,
         })

@@ -90,10 +90,35 @@ impl From<StoreError> for AppError {
 }
 
 impl From<ClientError> for AppError {
+    /// What the app should do differs by cause: enroll again (revoked or unknown device),
+    /// tell the person (the server refused this), look at the phone (its store failed), or
+    /// retry later (no link, server busy): only the last is `network`.
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Store(s) => (*s).into(),
+            ClientError::Sync(s) => match *s {
+                crate::sync::SyncError::Store(st) => st.into(),
+                other => AppError::Store(Box::new(StoreError::Corrupt(other.to_string()))),
+            },
             ClientError::NotEnrolled => AppError::NotSetUp(NOT_ENROLLED.into()),
+            ClientError::Server {
+                status: 401 | 403,
+                ref code,
+                ..
+            } if matches!(
+                code.as_str(),
+                "device_revoked" | "unauthorized" | "unknown_device"
+            ) =>
+            {
+                AppError::NotSetUp(format!(
+                    "{e}; this phone must be enrolled again (ask the operator for a code)"
+                ))
+            }
+            ClientError::Server { status, .. }
+                if (400..500).contains(&status) && status != 408 && status != 429 =>
+            {
+                AppError::NotAllowed(e.to_string())
+            }
             other => AppError::Network(Box::new(other)),
         }
     }

@@ -7,8 +7,8 @@ use super::{AppError, ConflictView, ProblemView, Replica, conflict_views, vocab}
 use crate::clock::now_ms;
 use crate::projection::{CaseRow, GridRow, HouseholdRow, InspectionRow};
 use crate::records::{
-    Checkpoint, Finding, Gps, Grid, Household, Inspection, Residence, Resident, ResidentStatus,
-    RosterEntry, TrackPoint, Visit,
+    Checkpoint, Finding, Gps, Grid, Household, Inspection, Relation, Residence, Resident,
+    ResidentStatus, RosterEntry, TrackPoint, Visit,
 };
 use crate::store::ResidentHit;
 use crate::validate::check_id_number;
@@ -314,6 +314,26 @@ fn apply_person(r: &mut Resident, p: &Person) {
     r.categories.extend(p.categories.iter().cloned());
 }
 
+/// The name of another present head of `h`, when `member` is to become head too.
+fn other_head(h: &Household, member: RecordId, relation: Relation) -> Option<String> {
+    if relation != Relation::Head {
+        return None;
+    }
+    h.members
+        .iter()
+        .find(|(id, m)| {
+            **id != member && m.relation == Relation::Head && m.status == ResidentStatus::Present
+        })
+        .map(|(_, m)| m.name.clone())
+}
+
+fn two_heads(name: &str) -> AppError {
+    AppError::invalid(
+        "relation",
+        format!("the household already has a head ({name}); change that member's relation first"),
+    )
+}
+
 fn member_view(id: RecordId, m: &Resident) -> MemberView {
     MemberView {
         id,
@@ -451,7 +471,7 @@ impl Replica {
         let mut members: Vec<(&RecordId, &Resident)> = h.members.iter().collect();
         members.sort_by_key(|(_, m)| {
             (
-                m.relation != crate::records::Relation::Head,
+                m.relation != Relation::Head,
                 m.status != ResidentStatus::Present,
                 m.birth_date.clone(),
             )
@@ -502,11 +522,18 @@ impl Replica {
         let mut resident = Resident::new(r.name.trim(), vocab::relation(&r.relation)?);
         apply_person(&mut resident, &person(&r.person)?);
         let rid = RecordId::new();
+        let mut second_head = None;
         self.store
             .update::<Household>(household, |h| {
-                h.members.insert(rid, resident);
+                second_head = other_head(h, rid, resident.relation);
+                if second_head.is_none() {
+                    h.members.insert(rid, resident);
+                }
             })
             .await?;
+        if let Some(name) = second_head {
+            return Err(two_heads(&name));
+        }
         self.changed(&[household]);
         Ok(rid)
     }
@@ -531,15 +558,25 @@ impl Replica {
             .transpose()?;
         let details = person(&e.person)?;
         let mut found = false;
+        let mut second_head = None;
         // Applied inside the update, on the state it writes over: a change pulled meanwhile
         // to another field of this member is kept.
         let changed = self
             .store
             .update::<Household>(household, |h| {
+                if !h.members.contains_key(&resident) {
+                    return;
+                }
+                found = true;
+                if let Some(rel) = relation {
+                    second_head = other_head(h, resident, rel);
+                    if second_head.is_some() {
+                        return;
+                    }
+                }
                 let Some(r) = h.members.get_mut(&resident) else {
                     return;
                 };
-                found = true;
                 if let Some(n) = e.name {
                     r.name = n;
                 }
@@ -565,6 +602,9 @@ impl Replica {
             return Err(AppError::NotFound(format!(
                 "household {household} has no member {resident}"
             )));
+        }
+        if let Some(name) = second_head {
+            return Err(two_heads(&name));
         }
         if changed {
             self.changed(&[household]);
@@ -621,6 +661,45 @@ impl Replica {
             .await?;
         self.changed(&[household]);
         Ok(vid)
+    }
+
+    /// Changes a visit's purpose or findings (only its author's device may); returns whether
+    /// anything changed.
+    pub async fn edit_visit(
+        &self,
+        household: DocId,
+        visit: RecordId,
+        purpose: Option<String>,
+        findings: Option<String>,
+    ) -> Result<bool, AppError> {
+        if purpose.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(AppError::invalid("purpose", "a visit needs its purpose"));
+        }
+        let mut found = false;
+        let changed = self
+            .store
+            .update::<Household>(household, |h| {
+                let Some(v) = h.visits.get_mut(&visit) else {
+                    return;
+                };
+                found = true;
+                if let Some(p) = purpose {
+                    v.purpose = p;
+                }
+                if let Some(f) = findings {
+                    v.findings = f;
+                }
+            })
+            .await?;
+        if !found {
+            return Err(AppError::NotFound(format!(
+                "household {household} has no visit {visit}"
+            )));
+        }
+        if changed {
+            self.changed(&[household]);
+        }
+        Ok(changed)
     }
 
     /// Starts a patrol of a grid; returns its id.

@@ -73,8 +73,8 @@ pub type DocIdString = String;
 pub struct ConflictView {
     /// The field path (what `resolve` takes).
     pub path: String,
-    /// The values, as JSON text.
-    pub values: Vec<String>,
+    /// The values, as JSON (what `resolve` takes, serialized).
+    pub values: Vec<serde_json::Value>,
 }
 
 /// A rule problem of a stored record (a bad value from an older version or another device).
@@ -114,6 +114,9 @@ pub struct ReplicaOptions {
     pub reference: Option<PathBuf>,
     /// Store options (the newest schema this build reads).
     pub store: Option<StoreOptions>,
+    /// How long to wait for another owner to close the store before refusing (zero: refuse
+    /// at once, as the app does; the terminal tool waits a little).
+    pub wait: std::time::Duration,
 }
 
 /// One phone's replica: its store file, opened by one owner at a time.
@@ -121,6 +124,8 @@ pub struct Replica {
     store: Store,
     reference: Reference,
     listener: RwLock<Option<Arc<dyn Listener>>>,
+    // One sync at a time: two sessions would push the same changes twice and race the cursor.
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
     // Held while the replica is open: a second open of the same store is refused.
     _lock: std::fs::File,
     path: PathBuf,
@@ -147,7 +152,7 @@ impl Replica {
             }
             None => Reference::builtin(),
         };
-        let lock = lock_store(path)?;
+        let lock = lock_store(path, opts.wait).await?;
         let store = match opts.store {
             Some(o) => Store::open_with(path, o).await?,
             None => Store::open(path).await?,
@@ -156,6 +161,7 @@ impl Replica {
             store,
             reference,
             listener: RwLock::new(None),
+            sync_lock: tokio::sync::Mutex::new(()),
             _lock: lock,
             path: path.to_owned(),
         })
@@ -237,7 +243,11 @@ impl Replica {
         {
             return Err(self.unknown_department("department", d));
         }
-        if role.is_some_and(|r| r != Role::Department) && department.is_some() {
+        let will_be = match role {
+            Some(r) => r,
+            None => self.store.role().await?,
+        };
+        if will_be != Role::Department && department.is_some() {
             return Err(AppError::invalid(
                 "department",
                 "only a department clerk's device has a department",
@@ -437,7 +447,7 @@ pub(crate) fn conflict_views(conflicts: &[FieldConflict]) -> Vec<ConflictView> {
         .iter()
         .map(|c| ConflictView {
             path: c.path.clone(),
-            values: c.values.iter().map(|v| v.to_string()).collect(),
+            values: c.values.clone(),
         })
         .collect()
 }
@@ -449,29 +459,41 @@ fn limit_words(limit: crate::workflow::TimeLimit) -> String {
     }
 }
 
-fn lock_store(path: &Path) -> Result<std::fs::File, AppError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// Locks the store file itself (`flock`, which SQLite's own `fcntl` locks do not touch), so
+/// a symlink or hard link to the same file is the same lock; the kernel releases it when the
+/// process ends, however it ends.
+async fn lock_store(path: &Path, wait: std::time::Duration) -> Result<std::fs::File, AppError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| AppError::invalid("store", format!("creating {}: {e}", dir.display())))?;
     }
+    // An empty file is an empty SQLite database: creating it here changes nothing.
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&lock_path)
-        .map_err(|e| AppError::invalid("store", format!("{}: {e}", lock_path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::StoreInUse(format!(
-            "the store {} is open elsewhere (another app screen, process or command); close it first",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(AppError::invalid(
-            "store",
-            format!("locking {}: {e}", lock_path.display()),
-        )),
+        .open(path)
+        .map_err(|e| AppError::invalid("store", format!("{}: {e}", path.display())))?;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AppError::StoreInUse(format!(
+                    "the store {} is open elsewhere (another app screen, process or command); close it first",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(AppError::invalid(
+                    "store",
+                    format!("locking {}: {e}", path.display()),
+                ));
+            }
+        }
     }
 }

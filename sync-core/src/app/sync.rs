@@ -13,6 +13,8 @@ use crate::upload::{UploadOptions, UploadReport};
 /// How to sync.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SyncOptions {
+    /// The server (default: the one this phone enrolled with).
+    pub server: Option<String>,
     /// Offer refused documents now instead of after their backoff.
     pub retry_refused: bool,
     /// On a metered link: thumbnails only.
@@ -26,6 +28,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
+            server: None,
             retry_refused: false,
             metered: false,
             photos: true,
@@ -173,7 +176,9 @@ impl Replica {
     /// Sends this phone's work and receives everyone else's, then uploads photos; progress
     /// and changed documents go to the listener.
     pub async fn sync(&self, opts: SyncOptions) -> Result<SyncOutcome, AppError> {
-        let client = self.client(None).await?;
+        let client = self.client(opts.server.as_deref()).await?;
+        // A second sync waits for the first (pull-to-refresh during a background sync).
+        let _one = self.sync_lock.lock().await;
         if opts.retry_refused {
             self.store.retry_set_aside().await?;
         }
@@ -293,6 +298,12 @@ impl Replica {
 
     /// Downloads a photo file from the server (unless it is here); returns its path.
     pub async fn fetch_photo(&self, sha256: &str) -> Result<std::path::PathBuf, AppError> {
+        // A file this phone holds needs no server (nor enrollment).
+        if let Some(path) = self.store.blob_path(sha256)
+            && self.store.read_blob(sha256).await?.is_some()
+        {
+            return Ok(path);
+        }
         let client = self.client(None).await?;
         Ok(client.fetch_photo(&self.store, sha256).await?)
     }

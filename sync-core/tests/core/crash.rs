@@ -63,6 +63,18 @@ async fn sigkill_during_writes_loses_nothing_that_returned() {
         37,
     );
     assert_eq!(households.len(), 37);
+    // The killed process's hold on the store went with it: the next command opens it at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_gridsync-field"))
+        .arg("--store")
+        .arg(&path)
+        .args(["--wait", "0", "household", "list"])
+        .output()
+        .expect("run gridsync-field");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let store = Store::open(&path).await.expect("store opens after SIGKILL");
     for (id, _) in &households {
         store

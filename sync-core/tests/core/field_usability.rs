@@ -742,9 +742,9 @@ fn a_store_open_elsewhere_is_refused_until_it_is_closed() {
         .expect("first open");
     let me = rt.block_on(replica.identity()).expect("identity");
 
-    let err = refused(&field(&store, &["whoami"]));
+    let err = refused(&field(&store, &["--wait", "0", "whoami"]));
     assert!(err.contains("open elsewhere"), "{err}");
-    let err = refused(&field(&store, &["--json", "whoami"]));
+    let err = refused(&field(&store, &["--json", "--wait", "1", "whoami"]));
     assert_eq!(error_kind(&err), "store_in_use");
     // A second open from this process is refused too.
     let again = rt.block_on(gridsync_core::app::Replica::open(
@@ -756,7 +756,21 @@ fn a_store_open_elsewhere_is_refused_until_it_is_closed() {
         "store_in_use"
     );
 
+    // A command that waits gets the store as soon as its holder lets go.
+    let mut waiting = std::process::Command::new(env!("CARGO_BIN_EXE_gridsync-field"))
+        .arg("--store")
+        .arg(&store)
+        .args(["--json", "--wait", "30", "whoami"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     rt.block_on(replica.close());
+    let waited = waiting.wait().expect("wait");
+    assert!(
+        waited.success(),
+        "the waiting command did not get the store"
+    );
     let who = json(&field(&store, &["--json", "whoami"]));
     assert_eq!(who["device"], me.device.as_str());
     assert_eq!(who["role"], "worker");

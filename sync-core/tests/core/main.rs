@@ -1,5 +1,6 @@
 //! Tests of gridsync-core as a library user sees it: documents, merge, the local store.
 
+mod app;
 mod cli;
 mod crash;
 mod documents;

@@ -70,6 +70,7 @@ fn python_with_pytest() -> PathBuf {
     let has_pytest = |py: &Path| {
         Command::new(py)
             .args(["-c", "import pytest"])
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -158,6 +159,17 @@ async fn the_python_suite_passes_against_a_real_server() {
         ),
     )
     .expect("photo");
+    let big = work.path().join("camera.jpg");
+    std::fs::write(
+        &big,
+        gridsync_core::sample::camera_photo(
+            4000,
+            3000,
+            &gridsync_core::sample::CameraExif::default(),
+            8,
+        ),
+    )
+    .expect("photo");
     let python = python_with_pytest();
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let stores = work.path().join("stores");
@@ -171,6 +183,7 @@ async fn the_python_suite_passes_against_a_real_server() {
         .env("GRIDSYNC_CODE_B", &code_b)
         .env("GRIDSYNC_GRID", GRID)
         .env("GRIDSYNC_PHOTO", &photo)
+        .env("GRIDSYNC_BIG_PHOTO", &big)
         .env("GRIDSYNC_STORES", &stores);
     // The server answers on this runtime's threads while pytest runs.
     let out = tokio::task::spawn_blocking(move || cmd.output())

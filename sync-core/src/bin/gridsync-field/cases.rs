@@ -338,7 +338,15 @@ fn show(c: &gridsync_core::app::CaseView) -> String {
         s += &format!("⚠ time {f}\n");
     }
     for x in &c.conflicts {
-        s += &format!("⚠ conflict at {}: {}\n", x.path, x.values.join(" | "));
+        s += &format!(
+            "⚠ conflict at {}: {}\n",
+            x.path,
+            x.values
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
     }
     if !c.allowed_actions.is_empty() {
         s += &format!(

@@ -91,7 +91,15 @@ pub(crate) async fn run(app: &Replica, out: &Out, cmd: DocsCmd) -> Result<()> {
             let conflicts = app.conflicts(id).await?;
             out.print(&conflicts, || {
                 lines(&conflicts, "no conflicts", |c| {
-                    format!("{}: {}", c.path, c.values.join(" | "))
+                    format!(
+                        "{}: {}",
+                        c.path,
+                        c.values
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    )
                 })
             })
         }

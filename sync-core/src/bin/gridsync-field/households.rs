@@ -210,6 +210,21 @@ pub(crate) enum VisitCmd {
         #[arg(long)]
         worker: Option<String>,
     },
+    /// Change a visit this phone recorded.
+    Edit {
+        /// The household.
+        #[arg(long)]
+        household: DocId,
+        /// The visit.
+        #[arg(long)]
+        visit: RecordId,
+        /// New purpose.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// New findings.
+        #[arg(long)]
+        findings: Option<String>,
+    },
 }
 
 pub(crate) async fn grid(app: &Replica, out: &Out, cmd: GridCmd) -> Result<()> {
@@ -347,7 +362,15 @@ pub(crate) async fn household(app: &Replica, out: &Out, cmd: HouseholdCmd) -> Re
                     s += &format!("  {} {} [{}]\n", fmt_time(c.reported_at), c.title, c.status);
                 }
                 for c in &h.conflicts {
-                    s += &format!("⚠ conflict at {}: {}\n", c.path, c.values.join(" | "));
+                    s += &format!(
+                        "⚠ conflict at {}: {}\n",
+                        c.path,
+                        c.values
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    );
                 }
                 for p in &h.problems {
                     s += &format!(
@@ -471,24 +494,38 @@ pub(crate) async fn resident(app: &Replica, out: &Out, cmd: ResidentCmd) -> Resu
 }
 
 pub(crate) async fn visit(app: &Replica, out: &Out, cmd: VisitCmd) -> Result<()> {
-    let VisitCmd::Add {
-        household,
-        purpose,
-        findings,
-        lat,
-        lon,
-        worker,
-    } = cmd;
-    let vid = app
-        .add_visit(NewVisit {
-            household: Some(household),
+    match cmd {
+        VisitCmd::Add {
+            household,
             purpose,
             findings,
-            gps: lat.zip(lon),
+            lat,
+            lon,
             worker,
-        })
-        .await?;
-    out.print(&json!({"visit": vid, "household": household}), || {
-        format!("visit {vid} recorded")
-    })
+        } => {
+            let vid = app
+                .add_visit(NewVisit {
+                    household: Some(household),
+                    purpose,
+                    findings,
+                    gps: lat.zip(lon),
+                    worker,
+                })
+                .await?;
+            out.print(&json!({"visit": vid, "household": household}), || {
+                format!("visit {vid} recorded")
+            })
+        }
+        VisitCmd::Edit {
+            household,
+            visit,
+            purpose,
+            findings,
+        } => {
+            let changed = app.edit_visit(household, visit, purpose, findings).await?;
+            out.print(&json!({"visit": visit, "changed": changed}), || {
+                if changed { "saved" } else { "nothing changed" }.into()
+            })
+        }
+    }
 }

@@ -41,6 +41,9 @@ struct Cli {
     /// A reference file replacing the built-in category table, departments and calendar.
     #[arg(long, global = true, env = "GRIDSYNC_REFERENCE")]
     reference: Option<PathBuf>,
+    /// Seconds to wait for another command holding the store (a long sync) to finish.
+    #[arg(long, global = true, default_value_t = 30)]
+    wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -159,6 +162,7 @@ async fn open_and_run(cli: Cli) -> Result<()> {
     let opts = ReplicaOptions {
         reference: cli.reference.clone(),
         store: None,
+        wait: std::time::Duration::from_secs(cli.wait),
     };
     let app = Replica::open(&cli.store, opts).await?;
     let out = Out { json: cli.json };

@@ -34,6 +34,9 @@ pub(crate) enum SetupCmd {
     },
     /// Send this phone's work and receive everyone else's, in as few round trips as possible.
     Sync {
+        /// The server (default: the one this phone enrolled with).
+        #[arg(long)]
+        server: Option<String>,
         /// Stop after this many rounds in a row that moved nothing (the rest follows next
         /// time); a backlog that keeps draining is never cut short.
         #[arg(long, default_value_t = 20)]
@@ -113,6 +116,7 @@ pub(crate) async fn run(app: &Replica, out: &Out, cmd: SetupCmd) -> Result<()> {
             })
         }
         SetupCmd::Sync {
+            server,
             max_rounds,
             retry_refused,
             metered,
@@ -120,6 +124,7 @@ pub(crate) async fn run(app: &Replica, out: &Out, cmd: SetupCmd) -> Result<()> {
         } => {
             let outcome = app
                 .sync(SyncOptions {
+                    server,
                     retry_refused,
                     metered,
                     photos: !no_photos,

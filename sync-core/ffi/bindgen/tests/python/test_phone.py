@@ -6,9 +6,11 @@ starts the server and passes its address and enrollment codes in the environment
 
 import asyncio
 import gc
+import hashlib
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.environ["GRIDSYNC_BINDINGS"])
 
@@ -33,7 +35,7 @@ class Recorder(g.PhoneListener):
 
     def on_progress(self, progress):
         self.progress.append(progress)
-        self.threads.add(threading.current_thread().name)
+        self.threads.add(threading.get_ident())
 
     def on_changed(self, ids):
         self.changed.extend(ids)
@@ -44,6 +46,15 @@ async def enrolled(name, worker, code):
     await phone.set_worker(worker, None, None)
     await phone.enroll(URL, code)
     return phone
+
+
+def eventually(check, what):
+    """Events reach the listener on the library's event thread, soon after the call."""
+    deadline = time.monotonic() + 10
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
 
 
 def sync_options():
@@ -113,23 +124,27 @@ def test_two_phones_one_records_offline_the_other_sees_it():
         waiting = await a.status()
         assert waiting.unsynced_documents == 2
         assert waiting.photo_files_waiting == 2  # the image and its thumbnail
+        queue = await a.upload_queue()
+        assert [f.kind for f in queue] == ["thumb", "full"]
+        assert all(f.waiting_for_sync and f.uploaded == 0 for f in queue)
 
         recorder = Recorder()
         a.set_listener(recorder)
         done = await a.sync(sync_options())
         assert done.acked == 2 and done.refused == []
         assert done.photos_uploaded == 2
-        assert recorder.progress, "no progress callback"
-        assert recorder.progress[-1].phase == "photos"
-        # Called from the library's own threads, not the event loop's.
-        assert all(t != threading.current_thread().name for t in recorder.threads)
+        eventually(lambda: recorder.progress and recorder.progress[-1].phase == "photos", "progress")
+        assert recorder.progress[0].phase == "documents"
+        # Called on one thread of the library's (its event thread), never on the app's.
+        assert len(recorder.threads) == 1, recorder.threads
+        assert threading.get_ident() not in recorder.threads
         left = await a.status()
         assert left.unsynced_documents == 0 and left.photo_files_waiting == 0
 
         seen = Recorder()
         b.set_listener(seen)
         await b.sync(sync_options())
-        assert h in seen.changed and case in seen.changed
+        eventually(lambda: h in seen.changed and case in seen.changed, "changed events")
         archive = await b.household(h)
         assert archive.address == "城南社区 3 幢 501 室"
         assert archive.flags == ["独居"]
@@ -144,6 +159,10 @@ def test_two_phones_one_records_offline_the_other_sees_it():
         assert [p.id for p in view.photos] == [photo]
         assert view.photos[0].stage_label == "处置前"
         assert not view.photos[0].on_this_phone  # on the server; B fetches it when shown
+        thumb = view.photos[0].thumb_sha256
+        path = await b.fetch_photo(thumb)
+        with open(path, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == thumb
         assert [x.code for x in view.allowed_actions] == ["self_handle"]
 
     asyncio.run(main())
@@ -206,37 +225,43 @@ def test_async_calls_leave_the_event_loop_free():
                 party_household=None,
             )
         )
-        with open(os.environ["GRIDSYNC_PHOTO"], "rb") as f:
+        with open(os.environ["GRIDSYNC_BIG_PHOTO"], "rb") as f:
             camera = f.read()
         ticks = 0
-        stop = False
+        running = False
 
         async def ticker():
             nonlocal ticks
-            while not stop:
-                ticks += 1
-                await asyncio.sleep(0)
+            while True:
+                await asyncio.sleep(0.001)
+                if running:
+                    ticks += 1
 
         t = asyncio.create_task(ticker())
-        for _ in range(3):
-            await p.add_photo(
-                g.NewPhoto(
-                    bytes=camera,
-                    case_id=case,
-                    household_id=None,
-                    visit_id=None,
-                    inspection_id=None,
-                    checkpoint_id=None,
-                    stage=None,
-                    lat=None,
-                    lon=None,
-                )
+        await asyncio.sleep(0.01)
+        running = True
+        started = time.monotonic()
+        await p.add_photo(
+            g.NewPhoto(
+                bytes=camera,
+                case_id=case,
+                household_id=None,
+                visit_id=None,
+                inspection_id=None,
+                checkpoint_id=None,
+                stage=None,
+                lat=None,
+                lon=None,
             )
-        stop = True
-        await t
-        # The photo pipeline ran on the library's threads while the loop kept ticking.
-        assert ticks > 3, ticks
-        assert len(await p.photos(case)) == 3
+        )
+        took = time.monotonic() - started
+        running = False
+        t.cancel()
+        # A 12-megapixel photo takes tens of milliseconds at least; had its processing run on
+        # the event loop's thread, the ticker could not have run while it did.
+        assert took > 0.02, took
+        assert ticks >= 5, (ticks, took)
+        assert len(await p.photos(case)) == 1
 
     asyncio.run(main())
 
