@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use gridsync_core::Document;
 use gridsync_core::records::{Case, CaseSource, PhotoRef, PhotoStage};
 use gridsync_core::workflow::{
-    ACTIONS, Action, Actor, ROLES, Reference, Role, STATUSES, Status, TimeLimit, act, derive,
-    new_event, plan_dispatch, plan_extension, plan_resume,
+    ACTIONS, Action, Actor, ROLES, Reference, Role, STATUSES, Status, TimeLimit, act,
+    available_actions, derive, new_event, plan_dispatch, plan_extension, plan_resume,
 };
 use gridsync_proto::DocId;
 use proptest::prelude::*;
@@ -730,5 +730,45 @@ proptest! {
             prop_assert!(events.contains_key(id), "event {} lost", id);
         }
         prop_assert_eq!(states[0].applied.len() + states[0].conflicts.len(), written.len());
+    }
+
+    /// What the app offers a device (`available_actions`) is exactly what the fold would
+    /// apply from it, for every role, all along random histories that take offered actions
+    /// (so they go deep: dispatch, extensions, suspension, checks, follow-ups, reopening).
+    #[test]
+    fn the_actions_offered_are_exactly_those_the_fold_applies(
+        steps in proptest::collection::vec((0usize..64, 0usize..5, 0i64..600), 1..40),
+        source in 0usize..5,
+    ) {
+        let mut c = with_after_photo(case());
+        c.source = [
+            CaseSource::Inspection,
+            CaseSource::Visit,
+            CaseSource::Resident,
+            CaseSource::Hotline12345,
+            CaseSource::Assigned,
+        ][source];
+        let mut at = T0;
+        for (pick, role, minutes) in steps {
+            at += minutes * 60_000;
+            let state = derive(&c);
+            for r in ROLES {
+                let who = actor(r);
+                let offered = available_actions(&c, &state, r, who.dept.as_deref(), at);
+                let applies: Vec<Action> = ACTIONS
+                    .into_iter()
+                    .filter(|a| {
+                        let mut probe = c.clone();
+                        act(&mut probe, *a, &who, at, "原因", data_for(*a)).is_ok()
+                    })
+                    .collect();
+                prop_assert_eq!(&offered, &applies, "{} in {:?}", r, state.status);
+            }
+            let r = ROLES[role];
+            let offered = available_actions(&c, &state, r, actor(r).dept.as_deref(), at);
+            if let Some(a) = offered.get(pick % offered.len().max(1)) {
+                prop_assert!(act(&mut c, *a, &actor(r), at, "原因", data_for(*a)).is_ok());
+            }
+        }
     }
 }
