@@ -124,13 +124,18 @@ enum Event {
 
 /// Hands events to the app's listener on a thread of its own: a slow listener never stalls
 /// the library's workers, and one that throws (which uniffi turns into a panic here) never
-/// turns a committed write into an error. The thread ends when the listener is replaced.
-struct Forward(std::sync::Mutex<std::sync::mpsc::Sender<Event>>);
+/// turns a committed write into an error. When the listener is replaced or the phone closed,
+/// the events already queued are delivered and the thread ends before that call returns, so
+/// no callback ever arrives after it (and none while the app's runtime is shutting down).
+struct Forward {
+    tx: std::sync::Mutex<Option<std::sync::mpsc::Sender<Event>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
 
 impl Forward {
     fn start(listener: Arc<dyn PhoneListener>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Event>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("gridsync-events".into())
             .spawn(move || {
                 for event in rx {
@@ -142,12 +147,32 @@ impl Forward {
                     let _ = std::panic::catch_unwind(call);
                 }
             })?;
-        Ok(Self(std::sync::Mutex::new(tx)))
+        Ok(Self {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
     }
 
     fn send(&self, e: Event) {
-        if let Ok(tx) = self.0.lock() {
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
+        {
             let _ = tx.send(e);
+        }
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        // A listener that replaces itself from inside a callback cannot wait for itself.
+        if let Some(h) = handle
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
         }
     }
 }

@@ -3,6 +3,7 @@
 //! are right, without timing anything.
 
 mod photo;
+mod storm;
 
 use std::time::Instant;
 
@@ -108,7 +109,7 @@ pub async fn store_scenarios(sizes: Sizes, out: &mut Map<String, Value>) -> Resu
 }
 
 /// The scenario names `run` accepts in `only`.
-pub const SCENARIOS: &[&str] = &["hostile", "store", "sync", "backlog", "photo"];
+pub const SCENARIOS: &[&str] = &["hostile", "store", "sync", "backlog", "photo", "storm"];
 
 /// Runs every scenario (or only the one named `only`) and returns the one JSON object of
 /// metrics.
@@ -143,6 +144,11 @@ pub async fn run(quick: bool, only: Option<&str>) -> Result<Value> {
         photo::photo_scenario(quick, &mut out)
             .await
             .context("photo scenario")?;
+    }
+    if on("storm") {
+        storm::storm_scenario(quick, &mut out)
+            .await
+            .context("storm scenario")?;
     }
     Ok(Value::Object(out))
 }

@@ -165,6 +165,20 @@ def test_two_phones_one_records_offline_the_other_sees_it():
             assert hashlib.sha256(f.read()).hexdigest() == thumb
         assert [x.code for x in view.allowed_actions] == ["self_handle"]
 
+        # Removing a listener delivers what is queued and then nothing more arrives; closing
+        # refuses later calls.
+        for phone, heard in ((a, recorder), (b, seen)):
+            phone.set_listener(None)
+            n = len(heard.progress) + len(heard.changed)
+            await phone.close()
+            assert len(heard.progress) + len(heard.changed) == n
+        try:
+            await a.identity()
+        except g.ApiError.NotSetUp as e:
+            assert "closed" in str(e)
+        else:
+            raise AssertionError("a closed phone answered")
+
     asyncio.run(main())
 
 
