@@ -29,6 +29,11 @@ fn bench_quick_runs_every_scenario() {
         "perdoc_noop_sync_bytes",
         "backlog_sync_ms",
         "backlog_pull_ms",
+        "storm_seconds",
+        "storm_p99_ms",
+        "storm_server_cpu_ms_per_change",
+        "first_sync_seconds",
+        "first_sync_bytes",
     ] {
         assert!(metrics[key].is_number(), "metric {key} missing: {metrics}");
     }
@@ -43,4 +48,8 @@ fn bench_quick_runs_every_scenario() {
     assert!(
         n("perdoc_noop_sync_bytes") > n("noop_sync_request_bytes") + n("noop_sync_response_bytes")
     );
+    // The storm stored every phone's 60 changes (each phone's acks are checked inside) and a
+    // new phone got the whole grid.
+    assert_eq!(n("storm_changes"), n("storm_devices") * 60.0);
+    assert_eq!(n("first_sync_docs"), 350.0);
 }
