@@ -49,6 +49,12 @@ enum Command {
         /// Requests handled at once; more are answered 503 with Retry-After.
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
+        /// Syncs that may wait for a free slot (their bodies unread) before more get 503.
+        #[arg(long, default_value_t = 2048)]
+        queue: usize,
+        /// Seconds a sync waits in the queue before it gets 503.
+        #[arg(long, default_value_t = 30)]
+        queue_wait: u64,
         /// Longest a request may take, in seconds (phones on weak links upload slowly; they
         /// keep each request under 1 MiB of changes).
         #[arg(long, default_value_t = 180)]
@@ -176,6 +182,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             listen,
             max_in_flight,
+            queue,
+            queue_wait,
             request_timeout,
             photos,
             evidence_radius_m,
@@ -186,6 +194,8 @@ async fn run(cli: Cli) -> Result<()> {
             );
             let config = Config {
                 max_in_flight,
+                queue,
+                queue_wait: Duration::from_secs(queue_wait),
                 request_timeout: Duration::from_secs(request_timeout),
                 reference: std::sync::Arc::new(reference),
                 photos: crate::photos::PhotoConfig {

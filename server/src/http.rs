@@ -36,8 +36,14 @@ use crate::storage::{Cursor, EnrollError, PullBudget, Storage, StorageError};
 /// Server settings that handlers read.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Requests processed at once; more get 503 with Retry-After.
+    /// Requests processed at once; more wait in the queue (syncs) or get 503 with
+    /// Retry-After.
     pub max_in_flight: usize,
+    /// Syncs that may wait for a free slot, before their bodies are read (a reconnect burst
+    /// waits instead of being refused and sending its bodies again); more get 503 at once.
+    pub queue: usize,
+    /// Longest a sync waits in the queue before it gets 503.
+    pub queue_wait: Duration,
     /// Longest a request may take.
     pub request_timeout: Duration,
     /// Caps on one pull.
@@ -52,6 +58,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
+            queue: 2048,
+            queue_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(180),
             pull_budget: PullBudget::default(),
             reference: Arc::new(Reference::builtin()),
@@ -67,6 +75,7 @@ pub struct AppState<S> {
     /// Settings.
     pub config: Arc<Config>,
     in_flight: Arc<Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -75,6 +84,7 @@ impl<S> Clone for AppState<S> {
             storage: self.storage.clone(),
             config: self.config.clone(),
             in_flight: self.in_flight.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -87,6 +97,7 @@ impl<S: Storage> AppState<S> {
             storage: Arc::new(storage),
             config: Arc::new(config),
             in_flight: Arc::new(Semaphore::new(permits)),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 }
@@ -344,7 +355,13 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/enroll", post(enroll::<S>))
-        .route("/v1/sync", post(sync::<S>))
+        .route(
+            "/v1/sync",
+            post(sync::<S>).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                admit_queued::<S>,
+            )),
+        )
         .route("/v1/intake/cases", post(intake::<S>))
         .route("/v1/indicators", get(indicators::<S>))
         .route("/v1/time-flags", get(time_flags::<S>))
@@ -446,6 +463,42 @@ pub(crate) fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphor
         .map_err(|_| ApiError::Busy)
 }
 
+/// Admits a sync, waiting for a free slot when all are taken: up to `queue_wait`, and only
+/// while fewer than `queue` others wait (then 503 at once). Runs as a layer before the
+/// handler's extractors, so a waiting request's body is not read yet (it stays in the
+/// socket) and a refused one was never read at all.
+async fn admit_queued<S>(
+    State(state): State<AppState<S>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    use std::sync::atomic::Ordering;
+    let permit = match state.in_flight.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            struct Leave<'a>(&'a std::sync::atomic::AtomicUsize);
+            impl Drop for Leave<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let ahead = state.waiting.fetch_add(1, Ordering::SeqCst);
+            let _leave = Leave(&state.waiting);
+            if ahead >= state.config.queue {
+                return Err(ApiError::Busy);
+            }
+            let wait = state.config.queue_wait;
+            match tokio::time::timeout(wait, state.in_flight.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(ApiError::Busy),
+            }
+        }
+    };
+    let resp = next.run(req).await;
+    drop(permit);
+    Ok(resp)
+}
+
 /// Reads a request body: over the limit is 413, a body that ended early (a cut link) is 400.
 fn read_body(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -537,7 +590,7 @@ async fn sync<S: Storage>(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let _permit = admit(&state)?;
+    // Admitted by `admit_queued` before the body was read.
     let device = authenticate(&state, &headers).await?;
     expect_content_type(&headers, gridsync_proto::CONTENT_TYPE)?;
     let body = read_body(body)?;
@@ -975,9 +1028,52 @@ mod tests {
             .expect("storage");
         let config = Config {
             max_in_flight,
+            queue: 0,
             ..Config::default()
         };
         (AppState::new(storage, config), dir)
+    }
+
+    #[tokio::test]
+    async fn a_sync_waits_in_the_queue_for_a_slot_and_only_so_long() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::SqliteStorage::open(dir.path())
+            .await
+            .expect("storage");
+        let config = Config {
+            max_in_flight: 1,
+            queue: 8,
+            queue_wait: Duration::from_millis(300),
+            ..Config::default()
+        };
+        let state = AppState::new(storage, config);
+        let post = || {
+            axum::http::Request::post("/v1/sync")
+                .body(Body::empty())
+                .expect("request")
+        };
+        // Slot taken; it frees while the request waits: the request is served (401: no token).
+        let held = admit(&state).expect("the only permit");
+        let router = app(state.clone());
+        let waiting = tokio::spawn(router.clone().oneshot(post()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "it waits rather than being refused");
+        drop(held);
+        let resp = waiting.await.expect("join").expect("response");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        // Slot taken for longer than the queue wait: 503 with Retry-After, after the wait.
+        let held = admit(&state).expect("the only permit");
+        let start = std::time::Instant::now();
+        let resp = router.oneshot(post()).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        drop(held);
+        assert_eq!(
+            state.waiting.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nobody is left counted in the queue"
+        );
     }
 
     #[tokio::test]
