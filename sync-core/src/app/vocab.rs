@@ -124,6 +124,13 @@ const RESIDENCES: Table = &[
     ("separated", "人户分离", &[]),
 ];
 
+const RESIDENT_STATUSES: Table = &[
+    ("present", "在住", &[]),
+    ("moved_out", "迁出", &[]),
+    ("deceased", "死亡", &[]),
+    ("entered_by_mistake", "误录", &[]),
+];
+
 const GENDERS: Table = &[("male", "男", &["男性"]), ("female", "女", &["女性"])];
 
 const HOUSEHOLD_FLAGS: Table = &[
@@ -258,6 +265,16 @@ pub fn relation_label(r: Relation) -> String {
 /// The Chinese label of a stored relation code (as projections hold it).
 pub fn relation_code_label(code: &str) -> String {
     label_in(RELATIONS, code)
+}
+
+/// The Chinese label of a stored residence code (as projections hold it).
+pub fn residence_code_label(code: &str) -> String {
+    label_in(RESIDENCES, code)
+}
+
+/// The Chinese label of a stored member status code (as projections hold it).
+pub fn resident_status_code_label(code: &str) -> String {
+    label_in(RESIDENT_STATUSES, code)
 }
 
 /// A residence type.
@@ -474,5 +491,9 @@ mod tests {
         assert_eq!(flags, crate::records::HOUSEHOLD_FLAGS);
         let cats: Vec<&str> = KEY_CATEGORIES.iter().map(|t| t.0).collect();
         assert_eq!(cats, crate::records::KEY_CATEGORIES);
+        use crate::records::ResidentStatus::*;
+        for st in [Present, MovedOut, Deceased, EnteredByMistake] {
+            assert_eq!(resident_status_code_label(&serde_code(&st)), st.label());
+        }
     }
 }

@@ -3,7 +3,9 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use gridsync_core::app::vocab::relation_code_label;
+use gridsync_core::app::vocab::{
+    relation_code_label, residence_code_label, resident_status_code_label,
+};
 use gridsync_core::app::{
     HouseholdEdit, NewHousehold, NewResident, NewVisit, Page, PersonFields, Replica, ResidentEdit,
 };
@@ -455,7 +457,7 @@ pub(crate) async fn resident(app: &Replica, out: &Out, cmd: ResidentCmd) -> Resu
                         h.resident.work,
                         h.household.doc_id,
                         h.household.address,
-                        h.household.residence,
+                        residence_code_label(&h.household.residence),
                         h.household.member_count,
                         if h.household.flags.is_empty() {
                             String::new()
@@ -470,7 +472,7 @@ pub(crate) async fn resident(app: &Replica, out: &Out, cmd: ResidentCmd) -> Resu
                             m.name,
                             m.birth_date.as_deref().unwrap_or(""),
                             m.work,
-                            m.status
+                            resident_status_code_label(&m.status)
                         );
                     }
                     for c in &h.past_requests {
