@@ -366,6 +366,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .route("/v1/indicators", get(indicators::<S>))
         .route("/v1/time-flags", get(time_flags::<S>))
         .merge(crate::photos::routes::<S>())
+        .merge(crate::register::routes::routes::<S>())
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))
@@ -893,7 +894,7 @@ async fn intake<S: Storage>(
         Default::default(),
     )
     .map_err(|e| ApiError::InvalidCase(e.to_string()))?;
-    let device = state.storage.intake_device().await?;
+    let device = state.storage.service_device(crate::Service::Intake).await?;
     let doc = Document::create(DocId::new(), grid.clone(), device, &case)
         .map_err(|e| ApiError::InvalidCase(e.to_string()))?;
     let (id, created) = state
@@ -928,7 +929,8 @@ pub struct IndicatorQuery {
     pub group_by: Option<GroupBy>,
 }
 
-fn parse_instant(field: &str, v: &str) -> Result<i64, ApiError> {
+/// A query time: milliseconds, or a `YYYY-MM-DD` date meaning its midnight in China time.
+pub(crate) fn parse_instant(field: &str, v: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
@@ -962,27 +964,10 @@ async fn indicators<S: Storage>(
         return Err(ApiError::BadQuery("to: must be after from".into()));
     }
     let group_by = q.group_by.unwrap_or(GroupBy::Grid);
-    let rows: Vec<_> = state
-        .storage
-        .cases_reported_between(from, to)
-        .await?
-        .into_iter()
-        .filter(|c| GridCode::parse(&c.grid).is_ok_and(|g| crate::merge::in_scope(&device, &g)))
-        .collect();
-    let mut flagged = crate::indicators::Flagged::new();
-    for f in state.storage.flagged_times().await? {
-        if let Ok(id) = f.doc_id.parse() {
-            flagged.entry(id).or_default().push((f.at, f.received_at));
-        }
-    }
-    let evidence: std::collections::BTreeSet<DocId> =
-        crate::photos::evidence_flags(&state, Some(&device))
-            .await?
-            .into_iter()
-            .map(|f| f.case)
-            .collect();
-    let (groups, total) =
-        crate::indicators::indicators(&rows, group_by, now_ms(), &flagged, &evidence);
+    let (groups, total) = crate::indicators::for_scope(&state, from, to, group_by, &|g| {
+        GridCode::parse(g).is_ok_and(|g| crate::merge::in_scope(&device, &g))
+    })
+    .await?;
     Ok(Json(serde_json::json!({
         "from": from,
         "to": to,

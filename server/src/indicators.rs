@@ -238,6 +238,44 @@ pub fn indicators(
     )
 }
 
+/// Figures per group and the total for the cases reported in `[from, to)` whose grid
+/// `covers` accepts, with their flagged times and questioned evidence: what `GET
+/// /v1/indicators` answers and the indicator export writes.
+pub async fn for_scope<S: crate::Storage>(
+    state: &crate::AppState<S>,
+    from: i64,
+    to: i64,
+    group_by: GroupBy,
+    covers: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<(Vec<Figures>, Figures), crate::storage::StorageError> {
+    let rows: Vec<CaseRow> = state
+        .storage
+        .cases_reported_between(from, to)
+        .await?
+        .into_iter()
+        .filter(|c| covers(&c.grid))
+        .collect();
+    let mut flagged = Flagged::new();
+    for f in state.storage.flagged_times().await? {
+        if let Ok(id) = f.doc_id.parse() {
+            flagged.entry(id).or_default().push((f.at, f.received_at));
+        }
+    }
+    // Flags of cases outside `rows` do not count anyway: indicators only look up their own.
+    let evidence: BTreeSet<DocId> = crate::photos::evidence_flags(state, None)
+        .await?
+        .into_iter()
+        .map(|f| f.case)
+        .collect();
+    Ok(indicators(
+        &rows,
+        group_by,
+        gridsync_core::clock::now_ms(),
+        &flagged,
+        &evidence,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

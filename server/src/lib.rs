@@ -7,6 +7,8 @@
 //! - [`http`]: the axum router ([`http::app`]) and the typed JSON errors.
 //! - [`cli`]: the `gridsync-server` command line.
 //! - [`indicators`]: closed-loop indicators computed from the case projection.
+//! - [`register`]: register import (Excel/CSV households and residents) and exports (case
+//!   ledger, indicators, household archive as XLSX/CSV).
 //! - [`photos`]: photo files: resumable (tus) uploads, scoped downloads, evidence checks.
 
 pub mod auth;
@@ -15,7 +17,8 @@ pub mod http;
 pub mod indicators;
 pub mod merge;
 pub mod photos;
+pub mod register;
 pub mod storage;
 
 pub use http::{AppState, Config, HEADER_READ_TIMEOUT, app, serve};
-pub use storage::{SqliteStorage, Storage};
+pub use storage::{ImportRun, Service, SqliteStorage, Storage};

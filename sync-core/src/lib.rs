@@ -16,6 +16,8 @@
 //!   the place, the same or a near-identical image on another case), flagged, never refused.
 //! - [`photo`]: the on-device photo pipeline (upright, downscaled, metadata-free JPEGs and
 //!   thumbnails addressed by SHA-256, with EXIF time and GPS kept as evidence).
+//! - [`vocab`]: the vocabularies people type and read (codes, Chinese labels, synonyms), shared
+//!   by the app API and the server's register import.
 //! - [`time_flags`]: which entry times a phone's clock cannot have given honestly.
 //! - [`workflow`]: the case loop (report → dispatch → handle → check → close → follow-up) as
 //!   a state machine derived from the case's event log, with deadlines on a working calendar.
@@ -38,6 +40,7 @@ pub mod time_flags;
 #[cfg(feature = "client")]
 pub mod upload;
 pub mod validate;
+pub mod vocab;
 pub mod workflow;
 
 pub use document::{DocError, Document, FieldConflict};

@@ -39,6 +39,10 @@ pub struct HouseholdRow {
     pub grid: String,
     /// Standard address.
     pub address: String,
+    /// Register household number (户号), or empty.
+    pub number: String,
+    /// Registered (hukou) address (户籍地址), or empty.
+    pub registered_address: String,
     /// `permanent`, `floating` or `separated`.
     pub residence: String,
     /// Flags, comma-separated in sorted order.
@@ -233,7 +237,7 @@ pub struct PhotoRow {
 }
 
 /// Bumped whenever a projection's shape or meaning changes: stores rebuild on open.
-pub const PROJECTION_VERSION: &str = "5";
+pub const PROJECTION_VERSION: &str = "6";
 
 /// Every row one document contributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -380,6 +384,8 @@ pub fn project(doc: &Document) -> Result<Projection, DocError> {
                     doc_id: id,
                     grid,
                     address: hh.address.clone(),
+                    number: hh.number.clone(),
+                    registered_address: hh.registered_address.clone(),
                     residence: snake(&hh.residence),
                     flags: hh.flags.iter().cloned().collect::<Vec<_>>().join(","),
                     head_name: hh.head().map(|(_, m)| m.name.clone()),
@@ -586,8 +592,8 @@ pub async fn store_rows_sqlite(
         } => {
             sqlx::query(
                 "INSERT INTO p_households (doc_id, grid, address, residence, flags, head_name, \
-                 member_count, visit_count, last_visit_at, conflict_count) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 member_count, visit_count, last_visit_at, conflict_count, number, registered_address) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&id)
             .bind(h.grid)
@@ -599,6 +605,8 @@ pub async fn store_rows_sqlite(
             .bind(h.visit_count)
             .bind(h.last_visit_at)
             .bind(h.conflict_count)
+            .bind(h.number)
+            .bind(h.registered_address)
             .execute(&mut *conn)
             .await?;
             for r in residents {

@@ -129,6 +129,8 @@ use Who::{Anyone, Author, Creator, CreatorOrOffice, Nobody};
 /// (members leave by a recorded status, never by deletion); each visit is its author's.
 const HOUSEHOLD: &[Rule] = &[
     field("address", Anyone, Nobody),
+    field("number", Anyone, Anyone),
+    field("registered_address", Anyone, Anyone),
     field("residence", Anyone, Nobody),
     field("flags", Anyone, Nobody),
     container("members"),

@@ -211,7 +211,11 @@ async fn a_document_from_a_newer_schema_does_not_stop_the_pull_and_is_read_after
         .expect("h1");
     b.sync().await;
     // During a rolling upgrade the server (already upgraded) stores a case of the next schema.
-    let intake = server.storage.intake_device().await.expect("intake device");
+    let intake = server
+        .storage
+        .service_device(gridsync_server::Service::Intake)
+        .await
+        .expect("intake device");
     let newer = future_case(intake, &code(GRID_A));
     let case_id = newer.id();
     server
@@ -396,7 +400,11 @@ async fn a_stored_document_the_server_cannot_read_refuses_only_itself() {
     let server = TestServer::start().await;
     let mut a = Phone::enroll(&server, "周网格", Role::Worker, &[GRID_A]).await;
     a.upgrade().await;
-    let intake = server.storage.intake_device().await.expect("intake device");
+    let intake = server
+        .storage
+        .service_device(gridsync_server::Service::Intake)
+        .await
+        .expect("intake device");
     let newer = future_case(intake, &code(GRID_A));
     let case_id = newer.id();
     server

@@ -15,6 +15,7 @@ mod photos_s3;
 mod pull_budget;
 mod recovery;
 mod reenroll;
+mod register;
 mod restore_anchor;
 mod server_cli;
 mod sync_props;

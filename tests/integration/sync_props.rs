@@ -153,7 +153,11 @@ async fn run(devices: usize, steps: Vec<Step>) {
             }
             Step::FutureCase => {
                 orders += 1;
-                let intake = server.storage.intake_device().await.expect("intake");
+                let intake = server
+                    .storage
+                    .service_device(gridsync_server::Service::Intake)
+                    .await
+                    .expect("intake");
                 let doc = crate::liveness::future_case(intake, &code(GRID_A));
                 let (id, _) = server
                     .storage

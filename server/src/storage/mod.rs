@@ -475,8 +475,43 @@ pub trait Storage: PhotoStorage + Send + Sync + 'static {
         order_no: &str,
         doc: Document,
     ) -> impl Future<Output = Result<(DocId, bool), StorageError>> + Send;
-    /// The device the server writes intake cases as.
-    fn intake_device(&self) -> impl Future<Output = Result<DeviceId, StorageError>> + Send;
+    /// The device the server writes as for `service` (made on first use, then kept).
+    fn service_device(
+        &self,
+        service: Service,
+    ) -> impl Future<Output = Result<DeviceId, StorageError>> + Send;
+    /// Households whose register number (户号) is one of `numbers`.
+    fn households_numbered(
+        &self,
+        numbers: &[String],
+    ) -> impl Future<Output = Result<Vec<HouseholdRow>, StorageError>> + Send;
+    /// Residents whose ID number is one of `id_numbers`.
+    fn residents_with_id(
+        &self,
+        id_numbers: &[String],
+    ) -> impl Future<Output = Result<Vec<ResidentRow>, StorageError>> + Send;
+    /// Residents of the households within a unit (or all), by household.
+    fn residents_within(
+        &self,
+        within: Option<&GridCode>,
+    ) -> impl Future<Output = Result<Vec<ResidentRow>, StorageError>> + Send;
+    /// Records (or updates, by its actor) one register import run.
+    fn record_import(
+        &self,
+        run: &ImportRun,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The values the last imports set in these households.
+    fn import_state(
+        &self,
+        docs: &[DocId],
+    ) -> impl Future<Output = Result<Vec<ImportState>, StorageError>> + Send;
+    /// Remembers values an import set (replacing earlier ones of the same field).
+    fn save_import_state(
+        &self,
+        rows: &[ImportState],
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Every register import run, newest first.
+    fn imports(&self) -> impl Future<Output = Result<Vec<ImportRun>, StorageError>> + Send;
     /// Grid units with their boundaries (for placing a case by its location).
     fn grids(&self) -> impl Future<Output = Result<Vec<GridRow>, StorageError>> + Send;
     /// Cases reported in `[from, to)`.
@@ -1072,12 +1107,14 @@ impl Storage for SqliteStorage {
                 .bind(device.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let intake: Option<String> =
-            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+        let service: Option<String> =
+            sqlx::query_scalar("SELECT key FROM server_meta WHERE key IN ($1, $2) AND value = $3")
+                .bind(Service::ALL[0].meta_key())
+                .bind(Service::ALL[1].meta_key())
+                .bind(device.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
-        if matches!(existing, Some(None)) || intake.as_deref() == Some(device.to_string().as_str())
-        {
+        if matches!(existing, Some(None)) || service.is_some() {
             return Err(EnrollError::AlreadyEnrolled(device));
         }
         if existing.is_some() && for_device.is_none() {
@@ -1329,9 +1366,11 @@ impl Storage for SqliteStorage {
         Ok((doc.id(), true))
     }
 
-    async fn intake_device(&self) -> Result<DeviceId, StorageError> {
+    async fn service_device(&self, service: Service) -> Result<DeviceId, StorageError> {
+        let key = service.meta_key();
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+                .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
         if let Some(id) = existing {
@@ -1339,15 +1378,138 @@ impl Storage for SqliteStorage {
         }
         let id = DeviceId::new();
         // Two racing first calls: the second insert is ignored and both read the winner.
-        sqlx::query("INSERT INTO server_meta (key, value) VALUES ('intake_device', $1) ON CONFLICT (key) DO NOTHING")
-            .bind(id.to_string())
-            .execute(&self.pool)
+        sqlx::query(
+            "INSERT INTO server_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        let id: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
             .await?;
-        let id: String =
-            sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'intake_device'")
-                .fetch_one(&self.pool)
-                .await?;
         DeviceId::from_str(&id).map_err(|e| StorageError::Corrupt(e.to_string()))
+    }
+
+    async fn households_numbered(
+        &self,
+        numbers: &[String],
+    ) -> Result<Vec<HouseholdRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in numbers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM p_households WHERE number IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    async fn residents_with_id(
+        &self,
+        id_numbers: &[String],
+    ) -> Result<Vec<ResidentRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in id_numbers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM p_residents WHERE id_number IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    async fn residents_within(
+        &self,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<ResidentRow>, StorageError> {
+        let (lo, hi) = prefix_range(within);
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_residents WHERE grid >= $1 AND grid < $2 \
+             ORDER BY grid, household_id, resident_id",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn record_import(&self, run: &ImportRun) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO imports (actor, device, file_name, file_sha256, operator, started_at, \
+             rows_total, rows_bad, created, updated, unchanged) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (actor) DO UPDATE SET rows_total = excluded.rows_total, \
+             rows_bad = excluded.rows_bad, created = excluded.created, \
+             updated = excluded.updated, unchanged = excluded.unchanged",
+        )
+        .bind(&run.actor)
+        .bind(run.device.to_string())
+        .bind(&run.file_name)
+        .bind(&run.file_sha256)
+        .bind(&run.operator)
+        .bind(run.started_at)
+        .bind(run.rows_total)
+        .bind(run.rows_bad)
+        .bind(run.created)
+        .bind(run.updated)
+        .bind(run.unchanged)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn import_state(&self, docs: &[DocId]) -> Result<Vec<ImportState>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in docs.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM import_state WHERE doc_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for d in chunk {
+                q = q.bind(d.to_string());
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    async fn save_import_state(&self, rows: &[ImportState]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO import_state (doc_id, member, field, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (doc_id, member, field) DO UPDATE SET value = excluded.value",
+            )
+            .bind(r.doc_id.to_string())
+            .bind(&r.member)
+            .bind(&r.field)
+            .bind(&r.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn imports(&self) -> Result<Vec<ImportRun>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM imports ORDER BY started_at DESC, actor")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn grids(&self) -> Result<Vec<GridRow>, StorageError> {
@@ -1370,6 +1532,81 @@ impl Storage for SqliteStorage {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Values bound per `IN (...)` list: well under SQLite's and PostgreSQL's parameter limits.
+const IN_CHUNK: usize = 500;
+
+/// `$1, $2, ... $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A server-side writer that is not an enrolled device; its device id is made once and kept,
+/// and no enrollment may claim it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Cases from intake systems (12345, mini-programs).
+    Intake,
+    /// Households and residents from a register import.
+    Import,
+}
+
+impl Service {
+    /// Every service, for the enrollment check.
+    pub const ALL: [Service; 2] = [Service::Intake, Service::Import];
+
+    fn meta_key(self) -> &'static str {
+        match self {
+            Service::Intake => "intake_device",
+            Service::Import => "import_device",
+        }
+    }
+}
+
+/// The value one field had in the register when it was last imported.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ImportState {
+    /// The household document.
+    #[sqlx(try_from = "String")]
+    pub doc_id: DocId,
+    /// The member's id, or empty for the household's own fields.
+    pub member: String,
+    /// The record field (`address`, `phones`, ...).
+    pub field: String,
+    /// Its value as the register gave it.
+    pub value: String,
+}
+
+/// One register import run: every change it wrote carries its `actor`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct ImportRun {
+    /// The Automerge actor (hex) the run wrote with: the import device's id + 8 random bytes.
+    pub actor: String,
+    /// The import device.
+    #[sqlx(try_from = "String")]
+    pub device: DeviceId,
+    /// The file's name as given.
+    pub file_name: String,
+    /// SHA-256 of the file's bytes.
+    pub file_sha256: String,
+    /// Who ran it (`--by`, or the operating-system user).
+    pub operator: String,
+    /// When it started (ms since the epoch).
+    pub started_at: i64,
+    /// Data rows read (blank lines not counted).
+    pub rows_total: i64,
+    /// Rows refused.
+    pub rows_bad: i64,
+    /// Households created.
+    pub created: i64,
+    /// Households changed.
+    pub updated: i64,
+    /// Households in the file that needed no change.
+    pub unchanged: i64,
 }
 
 /// A half-open text range covering every code under `within` (codes are digits, and `:`

@@ -61,6 +61,15 @@ impl AppError {
     }
 }
 
+impl From<crate::vocab::VocabError> for AppError {
+    fn from(e: crate::vocab::VocabError) -> Self {
+        AppError::Invalid {
+            field: e.field,
+            problem: e.problem,
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -16,7 +16,7 @@ mod cases;
 mod error;
 mod field;
 mod sync;
-pub mod vocab;
+pub use crate::vocab;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

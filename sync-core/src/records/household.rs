@@ -263,6 +263,13 @@ impl Visit {
 pub struct Household {
     /// Standard address (标准地址), e.g. 「城南社区 3 幢 2 单元 501 室」.
     pub address: String,
+    /// The household number in the register (户号), when the town keeps one: what a
+    /// re-import of the register matches on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub number: String,
+    /// The registered (hukou) address (户籍地址), when it is not the address lived at.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registered_address: String,
     /// Residence status.
     pub residence: Residence,
     /// Flags from [`HOUSEHOLD_FLAGS`].
@@ -284,6 +291,8 @@ impl Household {
     pub fn new(address: impl Into<String>, residence: Residence) -> Self {
         Self {
             address: address.into(),
+            number: String::new(),
+            registered_address: String::new(),
             residence,
             flags: BTreeSet::new(),
             members: BTreeMap::new(),
@@ -315,6 +324,8 @@ impl Record for Household {
     fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Checker::new();
         c.required("address", &self.address, 200);
+        c.max_len("number", &self.number, 40);
+        c.max_len("registered_address", &self.registered_address, 200);
         for f in &self.flags {
             if !HOUSEHOLD_FLAGS.contains(&f.as_str()) {
                 c.fail(

@@ -1,13 +1,31 @@
 //! The vocabularies a worker types and reads: each term has its stable code (what records
 //! store) and its Chinese label (what the app shows), and is accepted as either, or as one of
 //! the common synonyms workers type (子, 女, 父亲 ... for relations). Anything else is refused
-//! with the list of accepted labels.
+//! with the list of accepted labels. Shared by the app API and the server's register import.
 
 use serde::Serialize;
 
-use super::AppError;
 use crate::records::{CaseSource, PhotoStage, Relation, Residence};
 use crate::workflow::{ACTIONS, Action, STATUSES, Satisfaction, Status};
+
+/// A value outside its vocabulary: the field and what was wrong (with the accepted labels).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct VocabError {
+    /// The field the value was given for (`relation`, `gender`, ...).
+    pub field: String,
+    /// What was wrong, with the accepted values.
+    pub problem: String,
+}
+
+impl VocabError {
+    fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// One term of a vocabulary: the stored code and the label shown to people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,7 +217,7 @@ fn label_in(table: Table, code: &str) -> String {
 
 /// The code `input` names in `table` (code, label or synonym), or an error for `field`
 /// listing the labels accepted.
-fn code_in(table: Table, field: &str, input: &str) -> Result<&'static str, AppError> {
+fn code_in(table: Table, field: &str, input: &str) -> Result<&'static str, VocabError> {
     let s = input.trim();
     table
         .iter()
@@ -210,16 +228,16 @@ fn code_in(table: Table, field: &str, input: &str) -> Result<&'static str, AppEr
                 .iter()
                 .map(|(code, label, _)| format!("{label} ({code})"))
                 .collect();
-            AppError::invalid(
+            VocabError::invalid(
                 field,
                 format!("unknown value {s:?}; accepted: {}", accepted.join(", ")),
             )
         })
 }
 
-fn typed<T: serde::de::DeserializeOwned>(code: &str, field: &str) -> Result<T, AppError> {
+fn typed<T: serde::de::DeserializeOwned>(code: &str, field: &str) -> Result<T, VocabError> {
     serde_json::from_value(serde_json::Value::String(code.into()))
-        .map_err(|e| AppError::invalid(field, e.to_string()))
+        .map_err(|e| VocabError::invalid(field, e.to_string()))
 }
 
 /// Every vocabulary, for the app's pickers.
@@ -253,7 +271,7 @@ pub fn vocabularies() -> Vocabularies {
 }
 
 /// A relation to the head of household, from its code, label or a common synonym.
-pub fn relation(input: &str) -> Result<Relation, AppError> {
+pub fn relation(input: &str) -> Result<Relation, VocabError> {
     typed(code_in(RELATIONS, "relation", input)?, "relation")
 }
 
@@ -278,12 +296,12 @@ pub fn resident_status_code_label(code: &str) -> String {
 }
 
 /// A residence type.
-pub fn residence(input: &str) -> Result<Residence, AppError> {
+pub fn residence(input: &str) -> Result<Residence, VocabError> {
     typed(code_in(RESIDENCES, "residence", input)?, "residence")
 }
 
 /// A gender (`male`/`female`, 男/女).
-pub fn gender(input: &str) -> Result<String, AppError> {
+pub fn gender(input: &str) -> Result<String, VocabError> {
     Ok(code_in(GENDERS, "gender", input)?.to_owned())
 }
 
@@ -293,7 +311,7 @@ pub fn gender_label(code: &str) -> String {
 }
 
 /// A household flag.
-pub fn household_flag(input: &str) -> Result<String, AppError> {
+pub fn household_flag(input: &str) -> Result<String, VocabError> {
     Ok(code_in(HOUSEHOLD_FLAGS, "flag", input)?.to_owned())
 }
 
@@ -303,12 +321,12 @@ pub fn household_flag_label(code: &str) -> String {
 }
 
 /// A key-person category.
-pub fn key_category(input: &str) -> Result<String, AppError> {
+pub fn key_category(input: &str) -> Result<String, VocabError> {
     Ok(code_in(KEY_CATEGORIES, "category", input)?.to_owned())
 }
 
 /// A case source.
-pub fn case_source(input: &str) -> Result<CaseSource, AppError> {
+pub fn case_source(input: &str) -> Result<CaseSource, VocabError> {
     typed(code_in(CASE_SOURCES, "source", input)?, "source")
 }
 
@@ -317,8 +335,33 @@ pub fn case_source_label(s: CaseSource) -> String {
     label_in(CASE_SOURCES, serde_code(&s).as_str())
 }
 
+/// The Chinese label of a stored case source code (as projections hold it).
+pub fn case_source_code_label(code: &str) -> String {
+    label_in(CASE_SOURCES, code)
+}
+
+/// The Chinese labels of a comma-separated list of household flags (as projections hold
+/// them), joined with 、.
+pub fn flags_label(codes: &str) -> String {
+    list_label(HOUSEHOLD_FLAGS, codes)
+}
+
+/// The Chinese labels of a comma-separated list of key-person categories, joined with 、.
+pub fn categories_label(codes: &str) -> String {
+    list_label(KEY_CATEGORIES, codes)
+}
+
+fn list_label(table: Table, codes: &str) -> String {
+    codes
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| label_in(table, c))
+        .collect::<Vec<_>>()
+        .join("、")
+}
+
 /// A 回访 satisfaction.
-pub fn satisfaction(input: &str) -> Result<Satisfaction, AppError> {
+pub fn satisfaction(input: &str) -> Result<Satisfaction, VocabError> {
     typed(
         code_in(SATISFACTIONS, "satisfaction", input)?,
         "satisfaction",
@@ -331,7 +374,7 @@ pub fn satisfaction_label(code: &str) -> String {
 }
 
 /// A photo stage.
-pub fn photo_stage(input: &str) -> Result<PhotoStage, AppError> {
+pub fn photo_stage(input: &str) -> Result<PhotoStage, VocabError> {
     typed(code_in(PHOTO_STAGES, "stage", input)?, "stage")
 }
 
@@ -341,7 +384,7 @@ pub fn photo_stage_label(code: &str) -> String {
 }
 
 /// A case status, from its code or label.
-pub fn status(input: &str) -> Result<Status, AppError> {
+pub fn status(input: &str) -> Result<Status, VocabError> {
     let s = input.trim();
     STATUSES
         .into_iter()
@@ -351,7 +394,7 @@ pub fn status(input: &str) -> Result<Status, AppError> {
                 .iter()
                 .map(|st| format!("{} ({})", status_label(*st), st.as_str()))
                 .collect();
-            AppError::invalid(
+            VocabError::invalid(
                 "status",
                 format!("unknown status {s:?}; accepted: {}", accepted.join(", ")),
             )
@@ -359,7 +402,7 @@ pub fn status(input: &str) -> Result<Status, AppError> {
 }
 
 /// A workflow action, from its code or label.
-pub fn action(input: &str) -> Result<Action, AppError> {
+pub fn action(input: &str) -> Result<Action, VocabError> {
     let s = input.trim();
     ACTIONS
         .into_iter()
@@ -369,7 +412,7 @@ pub fn action(input: &str) -> Result<Action, AppError> {
                 .iter()
                 .map(|a| format!("{} ({})", action_label(*a), a.as_str()))
                 .collect();
-            AppError::invalid(
+            VocabError::invalid(
                 "action",
                 format!("unknown action {s:?}; accepted: {}", accepted.join(", ")),
             )

@@ -14,6 +14,8 @@ use crate::auth::{
 };
 use crate::{AppState, Config, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
+
+mod register;
 use clap::{Parser, Subcommand};
 use gridsync_proto::DeviceId;
 
@@ -82,6 +84,12 @@ enum Command {
     /// Keys for intake systems (the 12345 hotline, residents' mini-programs).
     #[command(subcommand)]
     IntakeKey(IntakeKeyCmd),
+    /// Bring a household register in (Excel or CSV).
+    #[command(subcommand)]
+    Import(register::ImportCmd),
+    /// Write the case ledger, indicators or the household archive as XLSX or CSV.
+    #[command(subcommand)]
+    Export(register::ExportCmd),
 }
 
 #[derive(Subcommand)]
@@ -309,6 +317,17 @@ async fn run(cli: Cli) -> Result<()> {
                 "intake key for {name}: send it as `Authorization: Bearer <key>` to POST /v1/intake/cases"
             );
             Ok(())
+        }
+        Command::Import(cmd) => register::import(&storage, cmd).await,
+        Command::Export(cmd) => {
+            let state = AppState::new(
+                storage,
+                Config {
+                    reference: std::sync::Arc::new(reference),
+                    ..Config::default()
+                },
+            );
+            register::export(&state, cmd).await
         }
         Command::Device(DeviceCmd::Revoke { device }) => {
             if storage.revoke(device).await? {
