@@ -21,4 +21,4 @@ pub mod register;
 pub mod storage;
 
 pub use http::{AppState, Config, HEADER_READ_TIMEOUT, app, serve};
-pub use storage::{ImportRun, Service, SqliteStorage, Storage};
+pub use storage::{ImportRun, RegisterStorage, Service, SqliteStorage, Storage};

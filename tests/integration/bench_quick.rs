@@ -34,6 +34,11 @@ fn bench_quick_runs_every_scenario() {
         "storm_server_cpu_ms_per_change",
         "first_sync_seconds",
         "first_sync_bytes",
+        "import_50k_residents_s",
+        "import_50k_peak_rss_mb",
+        "import_50k_unchanged_again_s",
+        "export_cases_10k_ms",
+        "export_households_50k_ms",
     ] {
         assert!(metrics[key].is_number(), "metric {key} missing: {metrics}");
     }
@@ -52,4 +57,7 @@ fn bench_quick_runs_every_scenario() {
     // new phone got the whole grid.
     assert_eq!(n("storm_changes"), n("storm_devices") * 60.0);
     assert_eq!(n("first_sync_docs"), 350.0);
+    // The register went in whole (checked row by row inside) and the ledger has every case.
+    assert_eq!(n("import_residents"), 600.0);
+    assert_eq!(n("export_cases"), 300.0);
 }

@@ -13,7 +13,7 @@ use gridsync_core::app::{
 use gridsync_core::validate::id_check_char;
 use gridsync_server::auth::Role;
 use gridsync_server::register::{ImportOptions, ImportReport, import_households};
-use gridsync_server::{Service, Storage};
+use gridsync_server::{RegisterStorage, Service, Storage};
 use rust_xlsxwriter::{Format, Workbook};
 
 use crate::harness::{GRID_A, GRID_B, TOWN, TestServer};
@@ -483,6 +483,39 @@ async fn an_excel_register_is_imported_row_by_row_and_reimporting_changes_nothin
         .expect("李四");
     assert_eq!(li.phones, vec!["13700137000".to_owned()]);
 
+    // Against what is stored: a person already in another household, and a household whose
+    // head is registered under another 户号.
+    let [zhang, li, ..] = ids();
+    let csv = format!(
+        "户号,姓名,与户主关系,身份证号,现住址,网格\n\
+         H005,新户主,户主,,城南社区7幢,{GRID_A}\n\
+         H005,李四,配偶,{li},城南社区7幢,{GRID_A}\n\
+         H009,张三,户主,{zhang},城南社区3幢501,{GRID_A}\n"
+    );
+    let stored = import_households(
+        &t.server.storage,
+        csv.as_bytes(),
+        &ImportOptions {
+            file_name: "more.csv".into(),
+            ..ImportOptions::default()
+        },
+        &|_, _| {},
+    )
+    .await
+    .expect("import");
+    let refused: Vec<(usize, &str)> = stored
+        .errors
+        .iter()
+        .map(|e| (e.row, e.column.as_str()))
+        .collect();
+    assert_eq!(refused, vec![(3, "身份证号"), (4, "户号")], "{stored:#?}");
+    assert!(
+        stored.errors[0].reason.contains("another household"),
+        "{stored:#?}"
+    );
+    assert!(stored.errors[1].reason.contains("H001"), "{stored:#?}");
+    assert_eq!(stored.households_created, 1, "H005 with its head only");
+
     // A worker corrects 张三's work on the phone; importing the register again (which still
     // says 杭州某公司, as it did when last imported) does not undo the worker's edit.
     let zhang_id = view
@@ -521,7 +554,11 @@ async fn an_excel_register_is_imported_row_by_row_and_reimporting_changes_nothin
         .sync(SyncOptions::default())
         .await
         .expect("sync");
-    assert_eq!(t.dispatcher.households(None).await.expect("list").len(), 2);
+    assert_eq!(
+        t.dispatcher.households(None).await.expect("list").len(),
+        3,
+        "H001, H002 and H005"
+    );
     drop(t.leader);
 }
 
@@ -651,7 +688,10 @@ async fn a_gbk_csv_comes_in_through_the_command_line_and_exports_open_cell_by_ce
     assert_eq!(li_row[4], format!("{}********{}", &li[..6], &li[14..]));
     assert_eq!(li_row[5], "配偶");
     assert_eq!(li_row[6], "女");
-    assert_eq!(li_row[7], "1982-02-02");
+    assert_eq!(
+        li_row[7], "1982",
+        "masked: the year only, or it gives the ID back"
+    );
     assert_eq!(li_row[8], "139****9000");
     assert_eq!(li_row[12], "残疾人、低保", "in code order");
     assert_eq!(li_row[14], "在住");
@@ -800,6 +840,22 @@ async fn a_gbk_csv_comes_in_through_the_command_line_and_exports_open_cell_by_ce
     );
     let rows = sheet_rows(&resp.bytes().await.expect("body"), "人员");
     assert!(rows.iter().any(|r| r[4] == li), "dispatcher sees it whole");
+    let resp = get(
+        &d_token,
+        "/v1/exports/cases?from=2000-01-01&to=2100-01-01&format=xlsx",
+    )
+    .await
+    .expect("get");
+    assert_eq!(resp.status(), 200);
+    let rows = sheet_rows(&resp.bytes().await.expect("body"), "案件台账");
+    assert_eq!(rows.len(), 2, "header + the case: {rows:?}");
+    let at = |name: &str| rows[0].iter().position(|h| h == name).expect(name);
+    assert_eq!(rows[1][at("标题")], "楼道灯损坏");
+    assert_eq!(rows[1][at("来源")], "巡查发现");
+    assert_eq!(rows[1][at("大类")], "市政设施");
+    assert_eq!(rows[1][at("状态")], "已立案");
+    assert_eq!(rows[1][at("紧急程度")], "一般");
+    assert_eq!(rows[1][at("延期次数")], "0");
     let resp = get(&l_token, "/v1/exports/households?format=csv")
         .await
         .expect("get");
@@ -832,4 +888,126 @@ async fn a_gbk_csv_comes_in_through_the_command_line_and_exports_open_cell_by_ce
     assert_eq!(resp.status(), 403, "a unit outside the device's towns");
     let resp = get(&d_token, "/v1/exports/cases").await.expect("get");
     assert_eq!(resp.status(), 400, "the period is required");
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_imported_says_why_and_writes_nothing() {
+    let t = town().await;
+    let attempt = |name: &str, bytes: Vec<u8>, grid: Option<&str>| {
+        let storage = t.server.storage.clone();
+        let opts = ImportOptions {
+            file_name: name.into(),
+            default_grid: grid.map(|g| g.parse().expect("grid")),
+            ..ImportOptions::default()
+        };
+        async move {
+            import_households(&storage, &bytes, &opts, &|_, _| {})
+                .await
+                .expect_err("refused")
+                .to_string()
+        }
+    };
+    let no_relation = "姓名,现住址,网格\n张三,3幢,33010200101001002\n"
+        .as_bytes()
+        .to_vec();
+    let e = attempt("a.csv", no_relation, None).await;
+    assert!(e.contains("与户主关系") && e.contains("--mapping"), "{e}");
+    let no_names = "户号,地址\nH1,3幢\n".as_bytes().to_vec();
+    let e = attempt("a.csv", no_names, None).await;
+    assert!(e.contains("no header row"), "{e}");
+    let e = attempt("a.pdf", b"%PDF".to_vec(), None).await;
+    assert!(e.contains("not a register file"), "{e}");
+    let e = attempt("a.xlsx", b"not a workbook".to_vec(), None).await;
+    assert!(e.contains("workbook cannot be read"), "{e}");
+    let no_grid = "姓名,与户主关系,现住址\n张三,户主,3幢\n"
+        .as_bytes()
+        .to_vec();
+    let e = attempt("a.csv", no_grid.clone(), None).await;
+    assert!(e.contains("--grid"), "{e}");
+    let e = attempt("a.csv", no_grid, Some("33010200101001099")).await;
+    assert!(e.contains("not registered"), "{e}");
+    assert!(
+        t.server
+            .storage
+            .households(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(t.server.storage.imports().await.expect("log").is_empty());
+}
+
+#[tokio::test]
+async fn a_register_without_household_numbers_goes_in_once_and_takes_corrections() {
+    let t = town().await;
+    let first17 = ["33010219820202002", "33010219820202010"];
+    let (old_id, new_id) = (id(first17[0]), id(first17[1]));
+    let file = |li_id: &str| {
+        format!(
+            "网格,户主姓名,姓名,与户主关系,身份证号,联系电话,现住址\n\
+             {GRID_A},张三,张三,户主,,138 0013 8000,城南社区3幢\n\
+             {GRID_A},张三,李四,配偶,{li_id},,\n"
+        )
+    };
+    let run = |text: String| {
+        let storage = t.server.storage.clone();
+        async move {
+            import_households(
+                &storage,
+                text.as_bytes(),
+                &ImportOptions {
+                    file_name: "no-numbers.csv".into(),
+                    ..ImportOptions::default()
+                },
+                &|_, _| {},
+            )
+            .await
+            .expect("import")
+        }
+    };
+    let first = run(file(&old_id)).await;
+    assert_eq!(
+        (first.bad_rows, first.households_created),
+        (0, 1),
+        "{first:#?}"
+    );
+    // Found again by its grid and head's name (no 户号, no head ID number): no second copy.
+    let again = run(file(&old_id)).await;
+    assert_eq!(
+        (again.households_created, again.households_unchanged),
+        (0, 1),
+        "{again:#?}"
+    );
+    // The register corrects 李四's ID number: the same member is changed, not a new one added.
+    let fixed = run(file(&new_id)).await;
+    assert_eq!(
+        (
+            fixed.households_updated,
+            fixed.residents_created,
+            fixed.residents_updated
+        ),
+        (1, 0, 1),
+        "{fixed:#?}"
+    );
+    let homes = t.server.storage.households(None).await.expect("list");
+    assert_eq!(homes.len(), 1);
+    let people = t
+        .server
+        .storage
+        .residents_within(None)
+        .await
+        .expect("people");
+    assert_eq!(people.len(), 2, "{people:?}");
+    let li = people.iter().find(|p| p.name == "李四").expect("李四");
+    assert_eq!(li.id_number.as_deref(), Some(new_id.as_str()));
+    let zhang = people.iter().find(|p| p.name == "张三").expect("张三");
+    assert_eq!(zhang.phones, "13800138000", "a phone written with spaces");
+    // Going back to the old file is itself a change of the register: applied, and to the
+    // same member (matched on the ID number the last import wrote), never as a new one.
+    let back = run(file(&old_id)).await;
+    assert_eq!(
+        (back.residents_created, back.residents_updated),
+        (0, 1),
+        "an older register is a change, applied to the same member: {back:#?}"
+    );
 }

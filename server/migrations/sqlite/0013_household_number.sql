@@ -32,3 +32,4 @@ CREATE TABLE import_state (
     value  TEXT NOT NULL,
     PRIMARY KEY (doc_id, member, field)
 );
+CREATE INDEX import_state_by_value ON import_state (field, value);

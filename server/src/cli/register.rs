@@ -11,7 +11,8 @@ use gridsync_proto::GridCode;
 use crate::indicators::GroupBy;
 use crate::register::export::{self, ExportFormat, Mask, Scope};
 use crate::register::{ImportOptions, ImportReport, Mapping, import_households};
-use crate::{AppState, SqliteStorage, Storage};
+use crate::storage::RegisterStorage;
+use crate::{AppState, SqliteStorage};
 
 #[derive(Subcommand)]
 pub(super) enum ImportCmd {
@@ -207,6 +208,9 @@ fn print_report(r: &ImportReport) {
         r.residents_created,
         r.residents_updated
     );
+    for h in &r.ignored_columns {
+        println!("  column {h} not read: an earlier column holds the same field");
+    }
     for e in &r.errors {
         println!("  row {} · {}: {}", e.row, e.column, e.reason);
     }

@@ -218,6 +218,8 @@ pub struct Layout {
     pub header_line: usize,
     /// Field → (column, the header as written).
     pub columns: BTreeMap<Field, (usize, String)>,
+    /// Headers of columns not read because an earlier column holds the same field.
+    pub ignored: Vec<String>,
 }
 
 impl Layout {
@@ -254,7 +256,7 @@ pub fn layout(sheet: &Sheet, mapping: &Mapping) -> Result<Layout, String> {
     };
     let mut best: Option<Layout> = None;
     for i in candidates {
-        let columns = map_row(&sheet.rows, i, mapping);
+        let (columns, ignored) = map_row(&sheet.rows, i, mapping);
         if !columns.contains_key(&Field::Name) {
             continue;
         }
@@ -266,6 +268,7 @@ pub fn layout(sheet: &Sheet, mapping: &Mapping) -> Result<Layout, String> {
                 header_index: i,
                 header_line: sheet.rows[i].line,
                 columns,
+                ignored,
             });
         }
     }
@@ -279,8 +282,13 @@ pub fn layout(sheet: &Sheet, mapping: &Mapping) -> Result<Layout, String> {
     })
 }
 
-fn map_row(rows: &[Row], i: usize, mapping: &Mapping) -> BTreeMap<Field, (usize, String)> {
+fn map_row(
+    rows: &[Row],
+    i: usize,
+    mapping: &Mapping,
+) -> (BTreeMap<Field, (usize, String)>, Vec<String>) {
     let mut out = BTreeMap::new();
+    let mut ignored = Vec::new();
     let width = rows[i].cells.len();
     for col in 0..width {
         // The cell itself, or for an empty one the nearest non-empty cell above (at most two).
@@ -291,10 +299,15 @@ fn map_row(rows: &[Row], i: usize, mapping: &Mapping) -> BTreeMap<Field, (usize,
             header = rows[up].cell(col).text();
         }
         if let Some(f) = mapping.field_of(&header) {
-            out.entry(f).or_insert((col, header));
+            match out.entry(f) {
+                std::collections::btree_map::Entry::Occupied(_) => ignored.push(header),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((col, header));
+                }
+            }
         }
     }
-    out
+    (out, ignored)
 }
 
 #[cfg(test)]

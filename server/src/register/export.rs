@@ -196,6 +196,9 @@ impl Scope {
     }
 }
 
+/// Data rows one sheet holds (Excel's 1,048,576 rows, less the header).
+pub const MAX_ROWS: usize = 1_048_575;
+
 /// Writes tables in a format: a workbook with one sheet each, or CSV of the first.
 pub fn encode(tables: &[Table], format: ExportFormat) -> Result<Vec<u8>, XlsxError> {
     match format {
@@ -212,8 +215,8 @@ pub fn encode(tables: &[Table], format: ExportFormat) -> Result<Vec<u8>, XlsxErr
                         .rows
                         .iter()
                         .take(200)
-                        .map(|r| match &r[c] {
-                            Value::Text(s) => s.chars().count(),
+                        .map(|r| match r.get(c) {
+                            Some(Value::Text(s)) => s.chars().count(),
                             _ => 8,
                         })
                         .chain([h.chars().count() * 2])
@@ -255,7 +258,7 @@ pub fn encode(tables: &[Table], format: ExportFormat) -> Result<Vec<u8>, XlsxErr
                         .iter()
                         .map(|v| match v {
                             Value::Empty => String::new(),
-                            Value::Text(s) => s.clone(),
+                            Value::Text(s) => csv_text(s),
                             Value::Int(n) => n.to_string(),
                             Value::Float(f) => f.to_string(),
                         })
@@ -266,6 +269,18 @@ pub fn encode(tables: &[Table], format: ExportFormat) -> Result<Vec<u8>, XlsxErr
             }
             Ok(out)
         }
+    }
+}
+
+/// Text for a CSV cell: a value Excel would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return: a case title from the hotline, say) is written after a `'`,
+/// so opening the file shows it instead of running it. (XLSX cells are written as strings,
+/// which Excel never runs.)
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
     }
 }
 
@@ -557,7 +572,16 @@ pub async fn households<S: Storage>(
                 .map(vocab::gender_label)
                 .unwrap_or_default()
                 .into(),
-            r.birth_date.clone().unwrap_or_default().into(),
+            // Masked, the birth date would give back the ID number's hidden digits: the year only.
+            match mask {
+                Mask::Unmasked => r.birth_date.clone().unwrap_or_default(),
+                Mask::Masked => r
+                    .birth_date
+                    .as_deref()
+                    .map(|b| b.chars().take(4).collect())
+                    .unwrap_or_default(),
+            }
+            .into(),
             mask.phones(&r.phones).into(),
             h.address.clone().into(),
             h.registered_address.clone().into(),
@@ -635,6 +659,26 @@ mod tests {
             "110101199003074477"
         );
         assert_eq!(keep_ends("12", 3, 4), "**");
+    }
+
+    #[test]
+    fn csv_cells_never_run_as_formulas() {
+        let t = Table {
+            name: "t".into(),
+            headers: vec!["标题".into()],
+            rows: vec![
+                vec!["=HYPERLINK(\"http://x\")".into()],
+                vec!["@SUM(A1)".into()],
+                vec!["楼道灯".into()],
+                vec![Value::Int(-3)],
+            ],
+        };
+        let csv = String::from_utf8(encode(&[t], ExportFormat::Csv).expect("csv")).expect("utf8");
+        let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+        assert_eq!(lines[1], "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        assert_eq!(lines[2], "'@SUM(A1)");
+        assert_eq!(lines[3], "楼道灯");
+        assert_eq!(lines[4], "-3");
     }
 
     #[test]

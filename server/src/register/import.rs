@@ -67,6 +67,9 @@ pub struct ImportReport {
     pub header_row: usize,
     /// Field key → the header it was read from.
     pub columns: BTreeMap<String, String>,
+    /// Headers of columns not read: a second column of a field already read (name the one
+    /// wanted in a mapping file).
+    pub ignored_columns: Vec<String>,
     /// Data rows (blank lines not counted).
     pub rows: usize,
     /// Blank lines skipped.
@@ -136,11 +139,37 @@ struct Entry {
 struct Group {
     grid: GridCode,
     number: String,
+    /// For a household without 户号: its grid and head's name, remembered by the import so a
+    /// re-import finds the household it created.
+    head_key: Option<String>,
     address: String,
     registered_address: String,
     residence: Option<Residence>,
     flags: BTreeSet<String>,
     entries: Vec<Entry>,
+}
+
+impl Group {
+    /// The household's own fields, from its rows in order (the first non-empty value wins):
+    /// recomputed when rows are refused, so a refused row leaves no trace.
+    fn refresh(&mut self) {
+        let first = |f: fn(&Entry) -> &String| {
+            self.entries
+                .iter()
+                .map(f)
+                .find(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_default()
+        };
+        self.address = first(|e| &e.address);
+        self.registered_address = first(|e| &e.registered_address);
+        self.residence = self.entries.iter().find_map(|e| e.residence);
+        self.flags = self
+            .entries
+            .iter()
+            .flat_map(|e| e.flags.iter().cloned())
+            .collect();
+    }
 }
 
 /// Errors gathered per row.
@@ -203,10 +232,18 @@ pub async fn import_households<S: Storage>(
             .iter()
             .map(|(f, (_, h))| (f.key().to_owned(), h.clone()))
             .collect(),
+        ignored_columns: layout.ignored.clone(),
         dry_run: opts.dry_run,
         ..Default::default()
     };
     let grids = GridIndex::load(storage).await?;
+    if let Some(g) = &opts.default_grid
+        && !grids.codes.contains(g.as_str())
+    {
+        return Err(ImportError::Columns(format!(
+            "--grid: grid {g} is not registered on the server; register the grid first"
+        )));
+    }
     let mut errors = Errors::default();
     let mut entries = Vec::new();
     for row in &sheet.rows[layout.header_index + 1..] {
@@ -237,6 +274,7 @@ pub async fn import_households<S: Storage>(
     // household's plan; a plan left with no rows is dropped.
     for p in &mut plans {
         p.group.entries.retain(|e| !errors.bad.contains(&e.line));
+        p.group.refresh();
     }
     plans.retain(|p| !p.group.entries.is_empty());
     let sha = file_sha256(bytes);
@@ -348,10 +386,16 @@ fn parse_row(
     errors: &mut Errors,
 ) -> Option<Entry> {
     let line = row.line;
+    // A leading ' is Excel's mark for "this is text" (and what our CSV exports put before a
+    // value that would run as a formula): it is not part of the value.
     let text = |f: Field| -> String {
         layout
             .col(f)
-            .map(|c| row.cell(c).text())
+            .map(|c| {
+                let t = row.cell(c).text();
+                t.strip_prefix('\'')
+                    .map_or_else(|| t.clone(), str::to_owned)
+            })
             .unwrap_or_default()
     };
     let before = errors.list.len();
@@ -399,8 +443,9 @@ fn parse_row(
             None
         }
         Some(c) => {
-            let id: String = c
-                .text()
+            let raw = c.text();
+            let id: String = raw
+                .trim_start_matches('\'')
                 .chars()
                 .filter(|c| !c.is_whitespace())
                 .collect::<String>()
@@ -408,7 +453,8 @@ fn parse_row(
             match check_id_number(&id) {
                 Ok(_) => Some(id),
                 Err(p) => {
-                    errors.add(line, layout, Field::IdNumber, format!("{id}: {p}"));
+                    // The row and column say which; the report does not repeat the number.
+                    errors.add(line, layout, Field::IdNumber, p.to_string());
                     None
                 }
             }
@@ -440,7 +486,12 @@ fn parse_row(
         },
     };
     let mut phones = Vec::new();
-    for p in split_list(&text(Field::Phone)) {
+    // Spaces inside a number (138 0013 8000) are grouping, not separators.
+    for p in text(Field::Phone)
+        .split([',', '，', ';', '；', '、', '/', '\n'])
+        .map(|p| p.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        .filter(|p| !p.is_empty())
+    {
         match check_phone(&p) {
             Ok(()) => phones.push(p),
             Err(problem) => errors.add(line, layout, Field::Phone, format!("{p}: {problem}")),
@@ -565,23 +616,23 @@ enum Key {
 }
 
 /// Groups rows into households, refusing rows that contradict their household (another grid
-/// or address, a second head, an ID number already given on another row).
+/// or address, a second head, an ID number already given on another row). A household known
+/// only by its head's name whose name is taken by two heads is refused whole: its members'
+/// rows cannot say which of the two they belong to.
 fn group(entries: Vec<Entry>, layout: &Layout, errors: &mut Errors) -> Vec<Group> {
     let mut order: Vec<Key> = Vec::new();
-    let mut groups: HashMap<Key, (Group, usize)> = HashMap::new();
+    let mut groups: HashMap<Key, Group> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut ambiguous: BTreeSet<Key> = BTreeSet::new();
     for e in entries {
-        if let Some(id) = &e.id_number {
-            if let Some(first) = ids.get(id) {
-                errors.add(
-                    e.line,
-                    layout,
-                    Field::IdNumber,
-                    format!("the same ID number as row {first}"),
-                );
-                continue;
-            }
-            ids.insert(id.clone(), e.line);
+        if let Some(first) = e.id_number.as_ref().and_then(|id| ids.get(id)) {
+            errors.add(
+                e.line,
+                layout,
+                Field::IdNumber,
+                format!("the same ID number as row {first}"),
+            );
+            continue;
         }
         let key = if !e.number.is_empty() {
             Key::Number(e.number.clone())
@@ -602,79 +653,107 @@ fn group(entries: Vec<Entry>, layout: &Layout, errors: &mut Errors) -> Vec<Group
             }
             Key::Head(e.grid.to_string(), head)
         };
-        match groups.get_mut(&key) {
-            None => {
-                order.push(key.clone());
-                let g = Group {
-                    grid: e.grid.clone(),
-                    number: e.number.clone(),
-                    address: e.address.clone(),
-                    registered_address: e.registered_address.clone(),
-                    residence: e.residence,
-                    flags: e.flags.iter().cloned().collect(),
-                    entries: vec![e],
-                };
-                groups.insert(key, (g, 0));
+        let Some(g) = groups.get_mut(&key) else {
+            order.push(key.clone());
+            if let Some(id) = &e.id_number {
+                ids.insert(id.clone(), e.line);
             }
-            Some((g, _)) => {
-                let first = g.entries[0].line;
-                if e.grid != g.grid {
-                    errors.add(
-                        e.line,
-                        layout,
-                        Field::Grid,
-                        format!("this household is in grid {} on row {first}", g.grid),
-                    );
-                    continue;
-                }
-                if !e.address.is_empty() && !g.address.is_empty() && e.address != g.address {
-                    errors.add(
-                        e.line,
-                        layout,
-                        Field::Address,
-                        format!("this household's address is {:?} on row {first}", g.address),
-                    );
-                    continue;
-                }
-                if e.relation == Relation::Head
-                    && let Some(h) = g.entries.iter().find(|x| x.relation == Relation::Head)
-                {
-                    errors.add(
-                        e.line,
-                        layout,
-                        Field::Relation,
-                        format!(
-                            "a second 户主 of this household (row {} is 户主 {}); give each \
-                             household its 户号",
-                            h.line, h.name
-                        ),
-                    );
-                    continue;
-                }
-                if g.address.is_empty() {
-                    g.address.clone_from(&e.address);
-                }
-                if g.registered_address.is_empty() {
-                    g.registered_address.clone_from(&e.registered_address);
-                }
-                if g.residence.is_none() {
-                    g.residence = e.residence;
-                }
-                g.flags.extend(e.flags.iter().cloned());
-                g.entries.push(e);
-            }
+            let head_key = match &key {
+                Key::Head(grid, head) => Some(format!("{grid}|{head}")),
+                Key::Number(_) => None,
+            };
+            let mut g = Group {
+                grid: e.grid.clone(),
+                number: e.number.clone(),
+                head_key,
+                address: String::new(),
+                registered_address: String::new(),
+                residence: None,
+                flags: BTreeSet::new(),
+                entries: vec![e],
+            };
+            g.refresh();
+            groups.insert(key, g);
+            continue;
+        };
+        let first = g.entries[0].line;
+        if e.grid != g.grid {
+            errors.add(
+                e.line,
+                layout,
+                Field::Grid,
+                format!("this household is in grid {} on row {first}", g.grid),
+            );
+            continue;
         }
+        if !e.address.is_empty() && !g.address.is_empty() && e.address != g.address {
+            errors.add(
+                e.line,
+                layout,
+                Field::Address,
+                format!("this household's address is {:?} on row {first}", g.address),
+            );
+            if e.relation == Relation::Head && matches!(key, Key::Head(..)) {
+                ambiguous.insert(key.clone());
+            }
+            continue;
+        }
+        if e.relation == Relation::Head
+            && let Some(h) = g.entries.iter().find(|x| x.relation == Relation::Head)
+        {
+            errors.add(
+                e.line,
+                layout,
+                Field::Relation,
+                format!(
+                    "a second 户主 of this household (row {} is 户主 {}); give each household \
+                     its 户号",
+                    h.line, h.name
+                ),
+            );
+            if matches!(key, Key::Head(..)) {
+                ambiguous.insert(key.clone());
+            }
+            continue;
+        }
+        if let Some(id) = &e.id_number {
+            ids.insert(id.clone(), e.line);
+        }
+        g.entries.push(e);
+        g.refresh();
     }
-    order
-        .into_iter()
-        .filter_map(|k| groups.remove(&k).map(|(g, _)| g))
-        .collect()
+    let mut out = Vec::new();
+    for k in order {
+        let Some(g) = groups.remove(&k) else { continue };
+        if ambiguous.contains(&k) {
+            for e in &g.entries {
+                errors.add(
+                    e.line,
+                    layout,
+                    Field::HeadName,
+                    format!(
+                        "two households in grid {} have a 户主 called {}; give each its 户号",
+                        g.grid,
+                        match &k {
+                            Key::Head(_, h) => h.as_str(),
+                            Key::Number(n) => n.as_str(),
+                        }
+                    ),
+                );
+            }
+            continue;
+        }
+        out.push(g);
+    }
+    out
 }
 
 /// What is stored already for the file's households and people.
 struct Stored {
     by_number: HashMap<String, Vec<(DocId, String)>>,
     by_id: HashMap<String, Vec<(DocId, String, String)>>,
+    /// Households without 户号 an earlier import created, by grid and head's name.
+    by_key: HashMap<String, DocId>,
 }
 
 impl Stored {
@@ -704,7 +783,18 @@ impl Stored {
                     .push((r.household_id, r.grid, r.relation));
             }
         }
-        Ok(Self { by_number, by_id })
+        let keys: Vec<String> = groups.iter().filter_map(|g| g.head_key.clone()).collect();
+        let by_key = storage
+            .imported_keys(&keys)
+            .await?
+            .into_iter()
+            .map(|r| (r.value, r.doc_id))
+            .collect();
+        Ok(Self {
+            by_number,
+            by_id,
+            by_key,
+        })
     }
 }
 
@@ -748,6 +838,12 @@ fn plan(g: Group, stored: &Stored, layout: &Layout, errors: &mut Errors) -> Opti
             .iter()
             .find(|(_, _, rel)| rel == "head")
             .map(|(d, grid, _)| (*d, grid.clone()));
+    }
+    if target.is_none()
+        && let Some(d) = g.head_key.as_ref().and_then(|k| stored.by_key.get(k))
+    {
+        // A household without 户号 this import created before (the key holds its grid).
+        target = Some((*d, g.grid.to_string()));
     }
     if let Some((_, grid)) = &target
         && *grid != g.grid.as_str()
@@ -800,12 +896,15 @@ fn plan(g: Group, stored: &Stored, layout: &Layout, errors: &mut Errors) -> Opti
 /// workers changed on their phones since.
 type LastImported = HashMap<(String, &'static str), String>;
 
-/// The fields whose last imported value is remembered.
+/// The fields whose last imported value is remembered (`key`: a household without 户号 by
+/// grid and head's name; `flags` and `categories`: the codes the register listed).
 const STATE_FIELDS: &[&str] = &[
+    "key",
     "address",
     "number",
     "registered_address",
     "residence",
+    "flags",
     "name",
     "relation",
     "id_number",
@@ -813,40 +912,69 @@ const STATE_FIELDS: &[&str] = &[
     "birth_date",
     "phones",
     "work",
+    "categories",
 ];
 
 /// Tracks the values an import gives, and says which of them to write.
 struct Given<'a> {
     last: &'a LastImported,
-    given: GivenValues,
+    changed: GivenValues,
 }
 
 /// Values a file gave: (member id or "", field, value).
 type GivenValues = Vec<(String, &'static str, String)>;
 
 impl Given<'_> {
-    /// Records that the file gives `value` for `field` of `member`, and says whether to write
-    /// it: a value is written unless it is empty or is the one the last import wrote (then the
-    /// register did not change it, and whatever the record holds now — a worker's later edit
-    /// — stays).
+    fn last(&self, member: &str, field: &'static str) -> Option<&String> {
+        self.last.get(&(member.to_owned(), field))
+    }
+
+    /// Whether to write `value` for `field` of `member`: unless it is empty or is the one the
+    /// last import wrote (then the register did not change it, and whatever the record holds
+    /// now, a worker's later edit say, stays). A value that differs is remembered.
     fn take(&mut self, member: &str, field: &'static str, value: &str) -> bool {
         if value.is_empty() {
             return false;
         }
-        self.given
-            .push((member.to_owned(), field, value.to_owned()));
-        self.last
-            .get(&(member.to_owned(), field))
-            .is_none_or(|v| v != value)
+        let new = self.last(member, field).is_none_or(|v| v != value);
+        if new {
+            self.changed
+                .push((member.to_owned(), field, value.to_owned()));
+        }
+        new
     }
 
-    /// Whether `take` would write `value`, without recording it.
+    /// Whether `take` would write `value`, without remembering it.
     fn would(&self, member: &str, field: &'static str, value: &str) -> bool {
-        !value.is_empty()
-            && self
-                .last
-                .get(&(member.to_owned(), field))
-                .is_none_or(|v| v != value)
+        !value.is_empty() && self.last(member, field).is_none_or(|v| v != value)
+    }
+
+    /// Of a list of codes the register gives, those it did not list at the last import (to
+    /// add: a code a worker removed since stays removed while the register keeps listing it).
+    fn added<'c>(
+        &mut self,
+        member: &str,
+        field: &'static str,
+        codes: impl IntoIterator<Item = &'c String>,
+    ) -> Vec<String> {
+        let codes: BTreeSet<&String> = codes.into_iter().collect();
+        let joined = codes
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let before: BTreeSet<String> = self
+            .last(member, field)
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        if self.last(member, field).is_none_or(|v| *v != joined) && !codes.is_empty() {
+            self.changed.push((member.to_owned(), field, joined));
+        }
+        codes
+            .into_iter()
+            .filter(|c| !before.contains(*c))
+            .cloned()
+            .collect()
     }
 }
 
@@ -864,51 +992,70 @@ struct Applied {
     changed: usize,
     /// Rows refused for a second head: (row, reason).
     refused: Vec<(usize, String)>,
-    /// Every value the file gave, to remember as the last imported.
+    /// The values the file gave that differ from the last imported, to remember.
     given: GivenValues,
+}
+
+/// The stored member a row is: the one with its ID number; else one the last import wrote
+/// with this name or this ID number (the register corrected the other, or a worker did since);
+/// else one with its name where either side has no ID number. Never a member another row of
+/// the file already took.
+fn find_member(
+    h: &Household,
+    e: &Entry,
+    given: &Given<'_>,
+    taken: &BTreeSet<RecordId>,
+) -> Option<RecordId> {
+    let free = |id: &RecordId| !taken.contains(id);
+    let by_id = |id: &str| {
+        h.members
+            .iter()
+            .find(|(m_id, m)| free(m_id) && m.id_number.as_deref() == Some(id))
+    };
+    let last_is = |m_id: &RecordId, field, value: &str| {
+        given
+            .last(&m_id.to_string(), field)
+            .is_some_and(|v| v == value)
+    };
+    e.id_number
+        .as_deref()
+        .and_then(by_id)
+        .or_else(|| {
+            h.members.iter().find(|(m_id, _)| {
+                free(m_id)
+                    && (last_is(m_id, "name", &e.name)
+                        || e.id_number
+                            .as_deref()
+                            .is_some_and(|i| last_is(m_id, "id_number", i)))
+            })
+        })
+        .or_else(|| {
+            h.members.iter().find(|(m_id, m)| {
+                free(m_id) && m.name == e.name && (m.id_number.is_none() || e.id_number.is_none())
+            })
+        })
+        .map(|(id, _)| *id)
 }
 
 /// Applies a household's rows to its record. A value the file gives is written when the
 /// register changed it since the last import (or on first contact); an empty cell leaves a
-/// field alone; flags and categories are only added. Members are matched on ID number, else
-/// on name among members without one, and new ones are added. Members the file does not list
-/// stay as they are (a member leaves by a status, never by import).
-fn apply(h: &mut Household, g: &Group, last: &LastImported) -> Applied {
+/// field alone; flags and categories the register newly lists are added (never removed).
+/// Members are matched by [`find_member`], and new ones are added. Members the file does not
+/// list stay as they are (a member leaves by a status, never by import). A row that would
+/// make a second head is refused before anything of it is applied.
+fn apply(h: &mut Household, g: &mut Group, last: &LastImported) -> Applied {
     let mut given = Given {
         last,
-        given: Vec::new(),
+        changed: Vec::new(),
     };
-    if given.take("", "address", &g.address) {
-        h.address.clone_from(&g.address);
-    }
-    if given.take("", "number", &g.number) {
-        h.number.clone_from(&g.number);
-    }
-    if given.take("", "registered_address", &g.registered_address) {
-        h.registered_address.clone_from(&g.registered_address);
-    }
-    if let Some(r) = g.residence
-        && given.take("", "residence", &code_of(&r))
-    {
-        h.residence = r;
-    }
-    h.flags.extend(g.flags.iter().cloned());
     let mut out = Applied::default();
+    let mut taken = BTreeSet::new();
+    let mut matched = Vec::new();
     for e in &g.entries {
-        let found = h
-            .members
-            .iter()
-            .find(|(_, m)| e.id_number.is_some() && m.id_number == e.id_number)
-            .or_else(|| {
-                h.members.iter().find(|(_, m)| {
-                    m.name == e.name && (m.id_number.is_none() || e.id_number.is_none())
-                })
-            })
-            .map(|(id, _)| *id);
+        let found = find_member(h, e, &given, &taken);
         let key = found.map(|id| id.to_string()).unwrap_or_default();
-        let relation = code_of(&e.relation);
         let sets_head = e.relation == Relation::Head
-            && (found.is_none() || given.would(&key, "relation", &relation));
+            && (found.is_none() || given.would(&key, "relation", &code_of(&e.relation)));
         if sets_head
             && let Some((_, other)) = h.members.iter().find(|(id, m)| {
                 Some(**id) != found
@@ -925,8 +1072,39 @@ fn apply(h: &mut Household, g: &Group, last: &LastImported) -> Applied {
             ));
             continue;
         }
+        if let Some(id) = found {
+            taken.insert(id);
+        }
+        matched.push((e.line, found));
+    }
+    let refused: BTreeSet<usize> = out.refused.iter().map(|(l, _)| *l).collect();
+    g.entries.retain(|e| !refused.contains(&e.line));
+    g.refresh();
+    if let Some(k) = &g.head_key {
+        given.take("", "key", k);
+    }
+    if given.take("", "address", &g.address) {
+        h.address.clone_from(&g.address);
+    }
+    if given.take("", "number", &g.number) {
+        h.number.clone_from(&g.number);
+    }
+    if given.take("", "registered_address", &g.registered_address) {
+        h.registered_address.clone_from(&g.registered_address);
+    }
+    if let Some(r) = g.residence
+        && given.take("", "residence", &code_of(&r))
+    {
+        h.residence = r;
+    }
+    let flags = given.added("", "flags", &g.flags);
+    h.flags.extend(flags);
+    for e in &g.entries {
+        let Some((_, found)) = matched.iter().find(|(l, _)| *l == e.line) else {
+            continue;
+        };
         let (id, is_new) = match found {
-            Some(id) => (id, false),
+            Some(id) => (*id, false),
             None => {
                 let id = RecordId::new();
                 h.members
@@ -942,7 +1120,7 @@ fn apply(h: &mut Household, g: &Group, last: &LastImported) -> Applied {
         if given.take(&key, "name", &e.name) {
             m.name.clone_from(&e.name);
         }
-        if given.take(&key, "relation", &relation) {
+        if given.take(&key, "relation", &code_of(&e.relation)) {
             m.relation = e.relation;
         }
         if let Some(v) = &e.id_number
@@ -966,14 +1144,15 @@ fn apply(h: &mut Household, g: &Group, last: &LastImported) -> Applied {
         if given.take(&key, "work", &e.work) {
             m.work.clone_from(&e.work);
         }
-        m.categories.extend(e.categories.iter().cloned());
+        let categories = given.added(&key, "categories", &e.categories);
+        m.categories.extend(categories);
         if is_new {
             out.added += 1;
         } else if *m != before {
             out.changed += 1;
         }
     }
-    out.given = given.given;
+    out.given = given.changed;
     out
 }
 
@@ -987,7 +1166,12 @@ async fn write<S: Storage>(
     errors: &mut Errors,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Option<ImportRun>, StorageError> {
-    let device_id = storage.service_device(Service::Import).await?;
+    // A dry run writes nothing at all, not even the import device's id.
+    let device_id = if opts.dry_run {
+        gridsync_proto::DeviceId::new()
+    } else {
+        storage.service_device(Service::Import).await?
+    };
     let actor: ActorId = fresh_actor(device_id);
     let run = ImportRun {
         actor: actor.to_hex_string(),
@@ -1042,9 +1226,31 @@ async fn write<S: Storage>(
                     None
                 }
             };
+            if p.target.is_some()
+                && !next.number.is_empty()
+                && !p.group.number.is_empty()
+                && next.number != p.group.number
+            {
+                // Found by its head's ID number, but the register numbers it otherwise: more
+                // likely a mistyped 户号 or a person in the wrong household than a renumbering.
+                for e in &p.group.entries {
+                    errors.add(
+                        e.line,
+                        layout,
+                        Field::Number,
+                        format!(
+                            "its 户主 is registered in household {} (户号 {}); correct the 户号 or \
+                             the ID number",
+                            next.address, next.number
+                        ),
+                    );
+                }
+                continue;
+            }
+            let mut group = p.group.clone();
             let applied = apply(
                 &mut next,
-                &p.group,
+                &mut group,
                 p.target.and_then(|t| last.get(&t)).unwrap_or(&none),
             );
             let (added, changed) = (applied.added, applied.changed);

@@ -112,6 +112,12 @@ pub enum ReadError {
     /// The CSV text is neither UTF-8 nor GBK.
     #[error("the CSV file is neither UTF-8 nor GBK text")]
     Encoding,
+    /// UTF-8 text with a few damaged bytes (read as GBK it would be garbled).
+    #[error("the CSV file is UTF-8 with a damaged byte on line {line}; save it again as UTF-8")]
+    DamagedUtf8 {
+        /// The line of the first damaged byte.
+        line: usize,
+    },
     /// A CSV record that cannot be parsed.
     #[error("CSV line {line}: {message}")]
     Csv {
@@ -198,8 +204,9 @@ fn text_cell(s: &str) -> Cell {
     }
 }
 
-/// An Excel serial date (1900 system: day 1 is 1900-01-01, with Excel's phantom 1900-02-29)
-/// as `YYYY-MM-DD`.
+/// An Excel serial date (1900 system) as `YYYY-MM-DD`. Counted from 1899-12-30, which is
+/// right from 1900-03-01 (serial 61) on: Excel counts a 1900-02-29 that never was, so serials
+/// before it come out a day early (no living resident was born then).
 fn excel_date(serial: f64) -> Option<String> {
     if !serial.is_finite() || !(1.0..2_958_466.0).contains(&serial) {
         return None;
@@ -218,7 +225,20 @@ fn read_csv(bytes: &[u8]) -> Result<Sheet, ReadError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (text, encoding): (std::borrow::Cow<'_, str>, _) = match std::str::from_utf8(bytes) {
         Ok(s) => (s.into(), "utf-8"),
-        Err(_) => {
+        Err(e) => {
+            // UTF-8 with a stray byte or two is not GBK: most of its multi-byte characters
+            // decode as UTF-8, where GBK text almost never forms valid UTF-8 sequences.
+            let lossy = String::from_utf8_lossy(bytes);
+            let damaged = lossy.chars().filter(|c| *c == '\u{fffd}').count();
+            let wide = lossy.chars().filter(|c| !c.is_ascii()).count();
+            if wide >= 10 && damaged * 20 < wide {
+                let line = bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1;
+                return Err(ReadError::DamagedUtf8 { line });
+            }
             // GB18030 is a superset of GBK; a byte sequence neither decodes is refused rather
             // than read with replacement characters in people's names.
             let decoded = encoding_rs::GB18030

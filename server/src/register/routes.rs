@@ -41,6 +41,9 @@ async fn export_file<S: Storage>(
     Path(kind): Path<String>,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // An export holds a request slot like any other request, so a burst of them waits its
+    // turn (503 + Retry-After) instead of starving the phones' syncs.
+    let _permit = crate::http::admit(&state)?;
     let device = authenticate(&state, &headers).await?;
     if !matches!(device.role, Role::Dispatcher | Role::Leader) {
         return Err(ApiError::Forbidden(format!(
@@ -121,8 +124,22 @@ async fn export_file<S: Storage>(
             )));
         }
     };
-    let bytes = export::encode(&tables, format)
-        .map_err(|e| ApiError::BadQuery(format!("the export could not be written: {e}")))?;
+    if let Some(t) = tables.iter().find(|t| t.rows.len() >= export::MAX_ROWS) {
+        return Err(ApiError::BadQuery(format!(
+            "the {} sheet would have {} rows, more than a spreadsheet holds; narrow it with \
+             `within` or a shorter period",
+            t.name,
+            t.rows.len()
+        )));
+    }
+    // Writing a workbook is CPU work: off the async workers, like the merges' Automerge work.
+    let bytes = tokio::task::spawn_blocking(move || export::encode(&tables, format))
+        .await
+        .map_err(|_| ApiError::Panicked)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "writing an export failed");
+            ApiError::BadQuery("the export could not be written".into())
+        })?;
     let disposition = format!("attachment; filename=\"{kind}.{}\"", format.extension());
     Ok((
         [

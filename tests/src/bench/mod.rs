@@ -3,6 +3,7 @@
 //! are right, without timing anything.
 
 mod photo;
+mod register;
 mod storm;
 
 use std::time::Instant;
@@ -109,7 +110,9 @@ pub async fn store_scenarios(sizes: Sizes, out: &mut Map<String, Value>) -> Resu
 }
 
 /// The scenario names `run` accepts in `only`.
-pub const SCENARIOS: &[&str] = &["hostile", "store", "sync", "backlog", "photo", "storm"];
+pub const SCENARIOS: &[&str] = &[
+    "hostile", "store", "sync", "backlog", "photo", "storm", "register",
+];
 
 /// Runs every scenario (or only the one named `only`) and returns the one JSON object of
 /// metrics.
@@ -149,6 +152,11 @@ pub async fn run(quick: bool, only: Option<&str>) -> Result<Value> {
         storm::storm_scenario(quick, &mut out)
             .await
             .context("storm scenario")?;
+    }
+    if on("register") {
+        register::register_scenario(quick, &mut out)
+            .await
+            .context("register scenario")?;
     }
     Ok(Value::Object(out))
 }

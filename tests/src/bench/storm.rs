@@ -25,10 +25,22 @@ use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_ha
 use gridsync_server::{SqliteStorage, Storage};
 use serde_json::{Map, Value, json};
 
-/// A `gridsync-server` process (the test build of its CLI, beside this binary).
-struct ServerProcess {
+/// The test build of the server CLI beside this binary.
+pub(super) fn server_bin() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(|d| d.join("gridsync-test-server"))
+        .filter(|p| p.exists())
+        .context(
+            "gridsync-test-server is not beside gridsync-bench: build both with \
+             `cargo build --release -p gridsync-tests`",
+        )
+}
+
+/// A `gridsync-server` process.
+pub(super) struct ServerProcess {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Drop for ServerProcess {
@@ -39,17 +51,8 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(data: &Path) -> Result<Self> {
-        let exe = std::env::current_exe()?;
-        let bin = exe
-            .parent()
-            .map(|d| d.join("gridsync-test-server"))
-            .filter(|p| p.exists())
-            .context(
-                "gridsync-test-server is not beside gridsync-bench: build both with \
-                 `cargo build --release -p gridsync-tests`",
-            )?;
-        let mut child = Command::new(bin)
+    pub(super) fn start(data: &Path) -> Result<Self> {
+        let mut child = Command::new(server_bin()?)
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -97,7 +100,7 @@ fn grid(n: usize) -> GridCode {
         .unwrap_or_else(|e| panic!("grid code: {e}"))
 }
 
-async fn enrollments(data: &Path, grids: &[GridCode]) -> Result<Vec<String>> {
+pub(super) async fn enrollments(data: &Path, grids: &[GridCode]) -> Result<Vec<String>> {
     let storage = SqliteStorage::open(data).await?;
     let mut codes = Vec::with_capacity(grids.len());
     for (i, g) in grids.iter().enumerate() {
@@ -296,7 +299,7 @@ pub async fn storm(phones: usize, out: &mut Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-fn case(n: usize, actor: &Actor) -> Result<Case> {
+pub(super) fn case(n: usize, actor: &Actor) -> Result<Case> {
     let now = gridsync_core::clock::now_ms();
     let mut c = Case {
         title: format!("问题 {n}"),

@@ -1,0 +1,191 @@
+//! The register's side of the storage (part of [`super::Storage`]): finding stored households
+//! by 户号 and residents by ID number for an import, the archive for an export, the import log
+//! and the value each field had in the register when last imported.
+
+use std::future::Future;
+
+use gridsync_core::projection::{HouseholdRow, ResidentRow};
+use gridsync_proto::{DocId, GridCode};
+use sqlx::AssertSqlSafe;
+
+use super::sqlite::{IN_CHUNK, placeholders, prefix_range};
+use super::{ImportRun, ImportState, SqliteStorage, StorageError};
+
+/// The register's side of the storage.
+pub trait RegisterStorage {
+    /// Households whose register number (户号) is one of `numbers`.
+    fn households_numbered(
+        &self,
+        numbers: &[String],
+    ) -> impl Future<Output = Result<Vec<HouseholdRow>, StorageError>> + Send;
+    /// Residents whose ID number is one of `id_numbers`.
+    fn residents_with_id(
+        &self,
+        id_numbers: &[String],
+    ) -> impl Future<Output = Result<Vec<ResidentRow>, StorageError>> + Send;
+    /// Residents of the households within a unit (or all), by household.
+    fn residents_within(
+        &self,
+        within: Option<&GridCode>,
+    ) -> impl Future<Output = Result<Vec<ResidentRow>, StorageError>> + Send;
+    /// Records (or updates, by its actor) one register import run.
+    fn record_import(
+        &self,
+        run: &ImportRun,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The values the last imports set in these households.
+    fn import_state(
+        &self,
+        docs: &[DocId],
+    ) -> impl Future<Output = Result<Vec<ImportState>, StorageError>> + Send;
+    /// Households an import created without 户号, by their key (`grid|head's name`).
+    fn imported_keys(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<ImportState>, StorageError>> + Send;
+    /// Remembers values an import set (replacing earlier ones of the same field).
+    fn save_import_state(
+        &self,
+        rows: &[ImportState],
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// Every register import run, newest first.
+    fn imports(&self) -> impl Future<Output = Result<Vec<ImportRun>, StorageError>> + Send;
+}
+
+impl RegisterStorage for SqliteStorage {
+    async fn households_numbered(
+        &self,
+        numbers: &[String],
+    ) -> Result<Vec<HouseholdRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in numbers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM p_households WHERE number IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
+    async fn residents_with_id(
+        &self,
+        id_numbers: &[String],
+    ) -> Result<Vec<ResidentRow>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in id_numbers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM p_residents WHERE id_number IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
+    async fn residents_within(
+        &self,
+        within: Option<&GridCode>,
+    ) -> Result<Vec<ResidentRow>, StorageError> {
+        let (lo, hi) = prefix_range(within);
+        Ok(sqlx::query_as(
+            "SELECT * FROM p_residents WHERE grid >= $1 AND grid < $2 \
+             ORDER BY grid, household_id, resident_id",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    async fn record_import(&self, run: &ImportRun) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO imports (actor, device, file_name, file_sha256, operator, started_at, \
+             rows_total, rows_bad, created, updated, unchanged) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (actor) DO UPDATE SET rows_total = excluded.rows_total, \
+             rows_bad = excluded.rows_bad, created = excluded.created, \
+             updated = excluded.updated, unchanged = excluded.unchanged",
+        )
+        .bind(&run.actor)
+        .bind(run.device.to_string())
+        .bind(&run.file_name)
+        .bind(&run.file_sha256)
+        .bind(&run.operator)
+        .bind(run.started_at)
+        .bind(run.rows_total)
+        .bind(run.rows_bad)
+        .bind(run.created)
+        .bind(run.updated)
+        .bind(run.unchanged)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn import_state(&self, docs: &[DocId]) -> Result<Vec<ImportState>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in docs.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM import_state WHERE doc_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for d in chunk {
+                q = q.bind(d.to_string());
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
+    async fn imported_keys(&self, keys: &[String]) -> Result<Vec<ImportState>, StorageError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM import_state WHERE member = '' AND field = 'key' AND value IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for k in chunk {
+                q = q.bind(k);
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
+    async fn save_import_state(&self, rows: &[ImportState]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO import_state (doc_id, member, field, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (doc_id, member, field) DO UPDATE SET value = excluded.value",
+            )
+            .bind(r.doc_id.to_string())
+            .bind(&r.member)
+            .bind(&r.field)
+            .bind(&r.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn imports(&self) -> Result<Vec<ImportRun>, StorageError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM imports ORDER BY started_at DESC, actor")
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+}
