@@ -22,14 +22,15 @@ CREATE TABLE imports (
     unchanged   BIGINT NOT NULL
 );
 
--- The value each field had in the register when it was last imported (member '' is the
--- household): a re-import writes a field only when the register changed it since, so an
--- old file never undoes what workers recorded on their phones.
+-- What the register said when it was last imported, one row per household (member '') and
+-- per member: a JSON object of field → value. A re-import writes a field only when the
+-- register changed it since, so an old file never undoes what workers recorded on their
+-- phones. `key` finds a household without 户号 again (its grid and head's name).
 CREATE TABLE import_state (
     doc_id TEXT NOT NULL,
     member TEXT NOT NULL,
-    field  TEXT NOT NULL,
-    value  TEXT NOT NULL,
-    PRIMARY KEY (doc_id, member, field)
+    fields TEXT NOT NULL,
+    key    TEXT,
+    PRIMARY KEY (doc_id, member)
 );
-CREATE INDEX import_state_by_value ON import_state (field, value);
+CREATE INDEX import_state_by_key ON import_state (key) WHERE key IS NOT NULL;

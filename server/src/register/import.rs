@@ -90,6 +90,10 @@ pub struct ImportReport {
     pub residents_updated: usize,
     /// Nothing was written.
     pub dry_run: bool,
+    /// Where the time went, in milliseconds: `read` (the file), `check` (rows and grouping),
+    /// `match` (against what is stored), `build` (loading and editing documents), `merge`
+    /// (the merge path's transactions), `state` (remembering what the register said).
+    pub phase_ms: BTreeMap<String, u64>,
     /// The actor this run's changes carry (hex), when it wrote anything.
     pub actor: Option<String>,
     /// Every refused row, in row order (one entry per problem).
@@ -199,8 +203,10 @@ pub async fn import_households<S: Storage>(
     opts: &ImportOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ImportReport, ImportError> {
+    let started = std::time::Instant::now();
     let kind = FileKind::from_name(&opts.file_name)?;
     let sheet = read(bytes, kind, opts.mapping.sheet.as_deref())?;
+    let read_ms = elapsed_ms(started);
     let layout = layout(&sheet, &opts.mapping).map_err(ImportError::Columns)?;
     for (needed, why) in [
         (
@@ -263,6 +269,11 @@ pub async fn import_households<S: Storage>(
         }
     }
     let groups = group(entries, &layout, &mut errors);
+    report.phase_ms.insert("read".into(), read_ms);
+    report
+        .phase_ms
+        .insert("check".into(), elapsed_ms(started) - read_ms);
+    let matching = std::time::Instant::now();
     let stored = Stored::load(storage, &groups).await?;
     let mut plans = Vec::new();
     for g in groups {
@@ -277,6 +288,7 @@ pub async fn import_households<S: Storage>(
         p.group.refresh();
     }
     plans.retain(|p| !p.group.entries.is_empty());
+    report.phase_ms.insert("match".into(), elapsed_ms(matching));
     let sha = file_sha256(bytes);
     let written = write(
         storage,
@@ -788,7 +800,7 @@ impl Stored {
             .imported_keys(&keys)
             .await?
             .into_iter()
-            .map(|r| (r.value, r.doc_id))
+            .filter_map(|r| r.key.map(|k| (k, r.doc_id)))
             .collect();
         Ok(Self {
             by_number,
@@ -1193,10 +1205,13 @@ async fn write<S: Storage>(
         let targets: Vec<DocId> = batch.iter().filter_map(|p| p.target).collect();
         let mut last: HashMap<DocId, LastImported> = HashMap::new();
         for r in storage.import_state(&targets).await? {
-            if let Some(field) = STATE_FIELDS.iter().find(|f| **f == r.field) {
-                last.entry(r.doc_id)
-                    .or_default()
-                    .insert((r.member, field), r.value);
+            let fields: BTreeMap<String, String> =
+                serde_json::from_str(&r.fields).unwrap_or_default();
+            let doc = last.entry(r.doc_id).or_default();
+            for (f, v) in fields {
+                if let Some(field) = STATE_FIELDS.iter().find(|s| **s == f) {
+                    doc.insert((r.member.clone(), field), v);
+                }
             }
         }
         let none = LastImported::new();
@@ -1205,6 +1220,7 @@ async fn write<S: Storage>(
         let mut pushed: Vec<(&Plan, bool, usize, usize)> = Vec::new();
         // The values to remember once the batch is stored: (document, values given).
         let mut remember: Vec<(DocId, GivenValues)> = Vec::new();
+        let building = std::time::Instant::now();
         for p in batch {
             let mut next;
             let mut doc = match p.target {
@@ -1304,6 +1320,8 @@ async fn write<S: Storage>(
             });
             pushed.push((p, p.target.is_none(), added, changed));
         }
+        *report.phase_ms.entry("build".into()).or_default() += elapsed_ms(building);
+        let merging = std::time::Instant::now();
         if !opts.dry_run && !pushes.is_empty() {
             if !started {
                 storage.record_import(&run).await?;
@@ -1361,25 +1379,19 @@ async fn write<S: Storage>(
                 count(report, *created, *added, *changed);
             }
         }
+        *report.phase_ms.entry("merge".into()).or_default() += elapsed_ms(merging);
+        let remembering = std::time::Instant::now();
         if !opts.dry_run {
             // What the register says is now the last imported (also for households that
             // needed no change), except where the server refused the household.
             let rows: Vec<ImportState> = remember
                 .into_iter()
-                .filter(|(doc, _)| !refused_docs.contains(doc))
-                .flat_map(|(doc, given)| {
-                    given
-                        .into_iter()
-                        .map(move |(member, field, value)| ImportState {
-                            doc_id: doc,
-                            member,
-                            field: field.to_owned(),
-                            value,
-                        })
-                })
+                .filter(|(doc, given)| !refused_docs.contains(doc) && !given.is_empty())
+                .flat_map(|(doc, given)| state_rows(doc, last.get(&doc).unwrap_or(&none), given))
                 .collect();
             storage.save_import_state(&rows).await?;
         }
+        *report.phase_ms.entry("state".into()).or_default() += elapsed_ms(remembering);
         done += batch.len();
         progress(done, total);
     }
@@ -1397,6 +1409,41 @@ fn count(report: &mut ImportReport, created: bool, added: usize, changed: usize)
     }
     report.residents_created += added;
     report.residents_updated += changed;
+}
+
+/// The rows that remember what the register said of one household: the last imported values
+/// with this run's changes over them, one row per member (and one for the household).
+fn state_rows(doc: DocId, last: &LastImported, changed: GivenValues) -> Vec<ImportState> {
+    let mut by_member: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+    let touched: BTreeSet<String> = changed.iter().map(|(m, _, _)| m.clone()).collect();
+    for ((member, field), value) in last {
+        if touched.contains(member) {
+            by_member
+                .entry(member.clone())
+                .or_default()
+                .insert(field, value.clone());
+        }
+    }
+    for (member, field, value) in changed {
+        by_member.entry(member).or_default().insert(field, value);
+    }
+    by_member
+        .into_iter()
+        .map(|(member, fields)| ImportState {
+            doc_id: doc,
+            key: if member.is_empty() {
+                fields.get("key").cloned()
+            } else {
+                None
+            },
+            fields: serde_json::to_string(&fields).unwrap_or_default(),
+            member,
+        })
+        .collect()
+}
+
+fn elapsed_ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// SHA-256 of a file's bytes, hex.

@@ -472,7 +472,8 @@ impl Service {
     }
 }
 
-/// The value one field had in the register when it was last imported.
+/// What the register said about one household (member empty) or member when it was last
+/// imported.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ImportState {
     /// The household document.
@@ -480,10 +481,10 @@ pub struct ImportState {
     pub doc_id: DocId,
     /// The member's id, or empty for the household's own fields.
     pub member: String,
-    /// The record field (`address`, `phones`, ...).
-    pub field: String,
-    /// Its value as the register gave it.
-    pub value: String,
+    /// A JSON object: record field (`address`, `phones`, ...) → its value as the register gave it.
+    pub fields: String,
+    /// For a household without 户号: its grid and head's name (`grid|name`).
+    pub key: Option<String>,
 }
 
 /// One register import run: every change it wrote carries its `actor`.

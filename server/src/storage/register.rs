@@ -11,6 +11,9 @@ use sqlx::AssertSqlSafe;
 use super::sqlite::{IN_CHUNK, placeholders, prefix_range};
 use super::{ImportRun, ImportState, SqliteStorage, StorageError};
 
+/// Rows per `INSERT` of import state (four parameters each: far below the parameter limits).
+const STATE_ROWS_PER_STATEMENT: usize = 250;
+
 /// The register's side of the storage.
 pub trait RegisterStorage {
     /// Households whose register number (户号) is one of `numbers`.
@@ -38,7 +41,7 @@ pub trait RegisterStorage {
         &self,
         docs: &[DocId],
     ) -> impl Future<Output = Result<Vec<ImportState>, StorageError>> + Send;
-    /// Households an import created without 户号, by their key (`grid|head's name`).
+    /// The households an import created without 户号, by their key (`grid|head's name`).
     fn imported_keys(
         &self,
         keys: &[String],
@@ -151,7 +154,7 @@ impl RegisterStorage for SqliteStorage {
         let mut out = Vec::new();
         for chunk in keys.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT * FROM import_state WHERE member = '' AND field = 'key' AND value IN ({})",
+                "SELECT * FROM import_state WHERE key IN ({})",
                 placeholders(chunk.len())
             );
             let mut q = sqlx::query_as(AssertSqlSafe(sql));
@@ -164,18 +167,30 @@ impl RegisterStorage for SqliteStorage {
     }
 
     async fn save_import_state(&self, rows: &[ImportState]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO import_state (doc_id, member, field, value) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (doc_id, member, field) DO UPDATE SET value = excluded.value",
-            )
-            .bind(r.doc_id.to_string())
-            .bind(&r.member)
-            .bind(&r.field)
-            .bind(&r.value)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.pool().begin().await?;
+        // Many rows per statement: an import of a town remembers tens of thousands.
+        for chunk in rows.chunks(STATE_ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 4;
+                    format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO import_state (doc_id, member, fields, key) VALUES {} \
+                 ON CONFLICT (doc_id, member) DO UPDATE SET fields = excluded.fields, \
+                 key = excluded.key",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.doc_id.to_string())
+                    .bind(&r.member)
+                    .bind(&r.fields)
+                    .bind(&r.key);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

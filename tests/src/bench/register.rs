@@ -243,6 +243,11 @@ pub async fn register_scenario(quick: bool, out: &mut Map<String, Value>) -> Res
     out.insert("import_households".into(), json!(households));
     out.insert("import_50k_residents_s".into(), json!(seconds));
     out.insert("import_50k_peak_rss_mb".into(), json!(peak));
+    if let Some(phases) = summary["phase_ms"].as_object() {
+        for (phase, ms) in phases {
+            out.insert(format!("import_50k_{phase}_ms"), ms.clone());
+        }
+    }
     let (again, _, summary) = import_process(&data, &file)?;
     ensure!(
         summary["households_unchanged"] == households && summary["households_updated"] == 0,
