@@ -414,6 +414,10 @@ async fn an_excel_register_is_imported_row_by_row_and_reimporting_changes_nothin
     let h001 = homes.iter().find(|h| h.number == "H001").expect("H001");
     assert_eq!(h001.registered_address, "杭州市上城区望江街道");
     let view = t.worker.household(h001.doc_id).await.expect("view");
+    assert_eq!(
+        (view.number.as_str(), view.registered_address.as_str()),
+        ("H001", "杭州市上城区望江街道")
+    );
     let names: Vec<&str> = view.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
     let zhang = view

@@ -234,6 +234,8 @@ pub struct HouseholdSummary {
     pub grid: String,
     /// Address.
     pub address: String,
+    /// The register's household number (户号), or empty.
+    pub number: String,
     /// Residence code.
     pub residence: String,
     /// Head's name.
@@ -252,6 +254,7 @@ impl From<gridsync_core::projection::HouseholdRow> for HouseholdSummary {
             id: h.doc_id.to_string(),
             grid: h.grid,
             address: h.address,
+            number: h.number,
             residence: h.residence,
             head_name: h.head_name,
             member_count: h.member_count,
@@ -371,6 +374,10 @@ pub struct HouseholdView {
     pub grid: String,
     /// Address.
     pub address: String,
+    /// The register's household number (户号), or empty.
+    pub number: String,
+    /// The registered (hukou) address (户籍地址), or empty.
+    pub registered_address: String,
     /// Residence label.
     pub residence: String,
     /// Flag labels.
@@ -393,6 +400,8 @@ impl From<app::HouseholdView> for HouseholdView {
             id: h.id.to_string(),
             grid: h.grid,
             address: h.address,
+            number: h.number,
+            registered_address: h.registered_address,
             residence: h.residence,
             flags: h.flags,
             members: h.members.into_iter().map(Into::into).collect(),

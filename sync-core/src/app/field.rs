@@ -201,6 +201,10 @@ pub struct HouseholdView {
     pub grid: String,
     /// Address.
     pub address: String,
+    /// The register's household number (户号), or empty.
+    pub number: String,
+    /// The registered (hukou) address (户籍地址), or empty.
+    pub registered_address: String,
     /// Residence label.
     pub residence: String,
     /// Flag labels.
@@ -492,6 +496,8 @@ impl Replica {
             id,
             grid: doc.header().scope.to_string(),
             address: h.address.clone(),
+            number: h.number.clone(),
+            registered_address: h.registered_address.clone(),
             residence: h.residence.label().to_owned(),
             flags: h
                 .flags

@@ -328,6 +328,12 @@ pub(crate) async fn household(app: &Replica, out: &Out, cmd: HouseholdCmd) -> Re
             let h = app.household(id).await?;
             out.print(&h, || {
                 let mut s = format!("{}  ({}, grid {})\n", h.address, h.residence, h.grid);
+                if !h.number.is_empty() {
+                    s += &format!("户号: {}\n", h.number);
+                }
+                if !h.registered_address.is_empty() {
+                    s += &format!("户籍地址: {}\n", h.registered_address);
+                }
                 if !h.flags.is_empty() {
                     s += &format!("户标签: {}\n", h.flags.join("、"));
                 }
