@@ -301,6 +301,17 @@ mod tests {
     }
 
     #[test]
+    fn utf8_with_a_stray_byte_is_not_misread_as_gbk() {
+        let mut bytes = "姓名,与户主关系,现住址\n张三,户主,城南社区三幢五零一\n"
+            .as_bytes()
+            .to_vec();
+        bytes.extend_from_slice(b"\xff\n");
+        bytes.extend_from_slice("李四,配偶,城南社区三幢\n".as_bytes());
+        let err = read(&bytes, FileKind::Csv, None).expect_err("damaged");
+        assert!(matches!(err, ReadError::DamagedUtf8 { line: 3 }), "{err}");
+    }
+
+    #[test]
     fn bytes_that_are_no_text_are_refused() {
         let err = read(&[0xff, 0xff, 0xff, 0x80], FileKind::Csv, None).expect_err("binary");
         assert!(matches!(err, ReadError::Encoding), "{err}");

@@ -11,6 +11,28 @@ use sqlx::AssertSqlSafe;
 use super::sqlite::{IN_CHUNK, placeholders, prefix_range};
 use super::{ImportRun, ImportState, SqliteStorage, StorageError};
 
+/// `select` (ending in `WHERE column`) ` IN (...)` over `values`, in chunks of at most
+/// [`IN_CHUNK`] values.
+async fn select_in<T>(
+    pool: &sqlx::SqlitePool,
+    select: &str,
+    values: &[String],
+) -> Result<Vec<T>, StorageError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    let mut out = Vec::new();
+    for chunk in values.chunks(IN_CHUNK) {
+        let sql = format!("{select} IN ({})", placeholders(chunk.len()));
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        for v in chunk {
+            q = q.bind(v);
+        }
+        out.extend(q.fetch_all(pool).await?);
+    }
+    Ok(out)
+}
+
 /// Rows per `INSERT` of import state (four parameters each: far below the parameter limits).
 const STATE_ROWS_PER_STATEMENT: usize = 250;
 
@@ -60,38 +82,24 @@ impl RegisterStorage for SqliteStorage {
         &self,
         numbers: &[String],
     ) -> Result<Vec<HouseholdRow>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in numbers.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT * FROM p_households WHERE number IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for n in chunk {
-                q = q.bind(n);
-            }
-            out.extend(q.fetch_all(self.pool()).await?);
-        }
-        Ok(out)
+        select_in(
+            self.pool(),
+            "SELECT * FROM p_households WHERE number",
+            numbers,
+        )
+        .await
     }
 
     async fn residents_with_id(
         &self,
         id_numbers: &[String],
     ) -> Result<Vec<ResidentRow>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in id_numbers.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT * FROM p_residents WHERE id_number IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for n in chunk {
-                q = q.bind(n);
-            }
-            out.extend(q.fetch_all(self.pool()).await?);
-        }
-        Ok(out)
+        select_in(
+            self.pool(),
+            "SELECT * FROM p_residents WHERE id_number",
+            id_numbers,
+        )
+        .await
     }
 
     async fn residents_within(
@@ -135,35 +143,16 @@ impl RegisterStorage for SqliteStorage {
     }
 
     async fn import_state(&self, docs: &[DocId]) -> Result<Vec<ImportState>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in docs.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT * FROM import_state WHERE doc_id IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
-            for d in chunk {
-                q = q.bind(d.to_string());
-            }
-            out.extend(q.fetch_all(self.pool()).await?);
-        }
-        Ok(out)
+        select_in(
+            self.pool(),
+            "SELECT * FROM import_state WHERE doc_id",
+            &docs.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        )
+        .await
     }
 
     async fn imported_keys(&self, keys: &[String]) -> Result<Vec<ImportState>, StorageError> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT * FROM import_state WHERE key IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
-            for k in chunk {
-                q = q.bind(k);
-            }
-            out.extend(q.fetch_all(self.pool()).await?);
-        }
-        Ok(out)
+        select_in(self.pool(), "SELECT * FROM import_state WHERE key", keys).await
     }
 
     async fn save_import_state(&self, rows: &[ImportState]) -> Result<(), StorageError> {
