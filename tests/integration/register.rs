@@ -340,6 +340,13 @@ async fn an_excel_register_is_imported_row_by_row_and_reimporting_changes_nothin
     let dry = import(&t.server.storage, &file, true).await;
     assert!(dry.dry_run && dry.actor.is_none(), "{dry:?}");
     assert_eq!(dry.households_created, 2, "{dry:?}");
+    let meta: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM server_meta WHERE key = 'import_device'")
+            .fetch_one(t.server.storage.pool())
+            .await
+            .expect("meta");
+    assert_eq!(meta, 0, "a dry run does not even make the import device");
+    assert!(t.server.storage.imports().await.expect("log").is_empty());
     assert!(
         t.server
             .storage
@@ -1014,4 +1021,41 @@ async fn a_register_without_household_numbers_goes_in_once_and_takes_corrections
         (0, 1),
         "an older register is a change, applied to the same member: {back:#?}"
     );
+}
+
+#[tokio::test]
+async fn excel_text_marks_and_a_second_phone_column_are_handled_as_a_clerk_expects() {
+    let t = town().await;
+    let zhang = id("33010219800101001");
+    // Excel's text mark before the ID number is not part of it; a second phone column is not
+    // read silently but named in the summary.
+    let text = format!(
+        "网格,户号,姓名,与户主关系,身份证号,电话,手机,现住址\n\
+         {GRID_A},H1,张三,户主,'{zhang},13800138000,13900139000,城南社区1幢\n"
+    );
+    let report = import_households(
+        &t.server.storage,
+        text.as_bytes(),
+        &ImportOptions {
+            file_name: "marks.csv".into(),
+            ..ImportOptions::default()
+        },
+        &|_, _| {},
+    )
+    .await
+    .expect("import");
+    assert_eq!(
+        (report.bad_rows, report.households_created),
+        (0, 1),
+        "{report:#?}"
+    );
+    assert_eq!(report.ignored_columns, vec!["手机".to_owned()]);
+    let people = t
+        .server
+        .storage
+        .residents_within(None)
+        .await
+        .expect("people");
+    assert_eq!(people[0].id_number.as_deref(), Some(zhang.as_str()));
+    assert_eq!(people[0].phones, "13800138000");
 }
