@@ -15,14 +15,14 @@ use gridsync_core::records::{Case, Grid};
 use gridsync_core::validate::id_check_char;
 use gridsync_core::workflow::{Actor, Reference, Role as WorkflowRole};
 use gridsync_proto::GridCode;
-use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_hash};
+use gridsync_server::SqliteStorage;
+use gridsync_server::auth::Role;
 use gridsync_server::register::export::{self, ExportFormat, Scope};
-use gridsync_server::{SqliteStorage, Storage};
 
 use rust_xlsxwriter::Workbook;
 use serde_json::{Map, Value, json};
 
-use super::storm::{ServerProcess, case, server_bin};
+use super::storm::{ServerProcess, case, enroll_codes, server_bin};
 
 const GRIDS: usize = 20;
 
@@ -167,27 +167,14 @@ pub async fn register_scenario(quick: bool, out: &mut Map<String, Value>) -> Res
 
     // The town's grids (a dispatcher's work) and its cases (a worker's), through a server.
     {
-        let storage = SqliteStorage::open(&data).await?;
-        let mut codes = Vec::new();
-        for (role, scope) in [
-            (Role::Dispatcher, GridCode::parse("330102001")?),
-            (Role::Worker, grids[0].clone()),
-        ] {
-            let c = new_enrollment_code();
-            storage
-                .create_enrollment(
-                    &secret_hash(&normalize_code(&c)),
-                    "bench",
-                    role,
-                    &[scope],
-                    None,
-                    None,
-                    i64::MAX,
-                )
-                .await?;
-            codes.push(c);
-        }
-        storage.close().await;
+        let codes = enroll_codes(
+            &data,
+            &[
+                (Role::Dispatcher, GridCode::parse("330102001")?),
+                (Role::Worker, grids[0].clone()),
+            ],
+        )
+        .await?;
         let server = ServerProcess::start(&data)?;
         let client = SyncClient::new(&server.url, RetryPolicy::default())?;
         let office = Store::open(&dir.path().join("office.db")).await?;

@@ -100,17 +100,25 @@ fn grid(n: usize) -> GridCode {
         .unwrap_or_else(|e| panic!("grid code: {e}"))
 }
 
-pub(super) async fn enrollments(data: &Path, grids: &[GridCode]) -> Result<Vec<String>> {
+/// One-time enrollment codes for workers of `grids`, one each.
+async fn enrollments(data: &Path, grids: &[GridCode]) -> Result<Vec<String>> {
+    let devices: Vec<(Role, GridCode)> = grids.iter().map(|g| (Role::Worker, g.clone())).collect();
+    enroll_codes(data, &devices).await
+}
+
+/// One-time enrollment codes, one per (role, scope), written into the server's data directory
+/// before it starts.
+pub(super) async fn enroll_codes(data: &Path, devices: &[(Role, GridCode)]) -> Result<Vec<String>> {
     let storage = SqliteStorage::open(data).await?;
-    let mut codes = Vec::with_capacity(grids.len());
-    for (i, g) in grids.iter().enumerate() {
+    let mut codes = Vec::with_capacity(devices.len());
+    for (i, (role, scope)) in devices.iter().enumerate() {
         let c = new_enrollment_code();
         storage
             .create_enrollment(
                 &secret_hash(&normalize_code(&c)),
-                &format!("网格员{i}"),
-                Role::Worker,
-                std::slice::from_ref(g),
+                &format!("{role}{i}"),
+                *role,
+                std::slice::from_ref(scope),
                 None,
                 None,
                 i64::MAX,
