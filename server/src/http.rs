@@ -52,6 +52,8 @@ pub struct Config {
     pub reference: Arc<Reference>,
     /// Where photo files are kept, and the evidence check settings.
     pub photos: crate::photos::PhotoConfig,
+    /// Live-sync requests (`GET /v1/sync/live`) waiting at once; more get 503.
+    pub max_live: usize,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             pull_budget: PullBudget::default(),
             reference: Arc::new(Reference::builtin()),
             photos: Default::default(),
+            max_live: 20_000,
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct AppState<S> {
     pub config: Arc<Config>,
     in_flight: Arc<Semaphore>,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    live: Arc<Semaphore>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -85,6 +89,7 @@ impl<S> Clone for AppState<S> {
             config: self.config.clone(),
             in_flight: self.in_flight.clone(),
             waiting: self.waiting.clone(),
+            live: self.live.clone(),
         }
     }
 }
@@ -93,7 +98,9 @@ impl<S: Storage> AppState<S> {
     /// State over a storage with the given settings.
     pub fn new(storage: S, config: Config) -> Self {
         let permits = config.max_in_flight.max(1);
+        let live = Arc::new(Semaphore::new(config.max_live.max(1)));
         Self {
+            live,
             storage: Arc::new(storage),
             config: Arc::new(config),
             in_flight: Arc::new(Semaphore::new(permits)),
@@ -365,6 +372,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .route("/v1/intake/cases", post(intake::<S>))
         .route("/v1/indicators", get(indicators::<S>))
         .route("/v1/time-flags", get(time_flags::<S>))
+        .merge(crate::live::routes::<S>())
         .merge(crate::photos::routes::<S>())
         .merge(crate::register::routes::routes::<S>())
         // The decoder enforces the message limit itself with a typed error; the transport
@@ -456,6 +464,17 @@ pub async fn serve(
 
 /// Bounds the work in flight: a busy server says so (503 + Retry-After) instead of queueing
 /// without end.
+impl<S> AppState<S> {
+    /// A place among the live-sync waiters (they do not hold sync slots: a long poll does no
+    /// work while it waits), or 503 when all are taken.
+    pub(crate) fn live_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.live
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy)
+    }
+}
+
 pub(crate) fn admit<S>(state: &AppState<S>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     state
         .in_flight

@@ -15,10 +15,11 @@ pub mod auth;
 pub mod cli;
 pub mod http;
 pub mod indicators;
+pub mod live;
 pub mod merge;
 pub mod photos;
 pub mod register;
 pub mod storage;
 
 pub use http::{AppState, Config, HEADER_READ_TIMEOUT, app, serve};
-pub use storage::{ImportRun, RegisterStorage, Service, SqliteStorage, Storage};
+pub use storage::{ImportRun, PgStorage, RegisterStorage, Service, SqliteStorage, Storage};

@@ -344,3 +344,45 @@ impl SyncClient {
         }
     }
 }
+
+impl SyncClient {
+    /// Waits (long poll, at most `wait`, 1 to 60 s) until the server has something for this
+    /// phone to pull: `true` means run [`SyncClient::sync`] now, `false` that the wait ran out.
+    /// How an online phone hears of a dispatcher's or a colleague's work within a second.
+    pub async fn wait_for_news(&self, store: &Store, wait: Duration) -> Result<bool, ClientError> {
+        let token = store
+            .meta(TOKEN_KEY)
+            .await?
+            .ok_or(ClientError::NotEnrolled)?;
+        let cursor = store
+            .meta(crate::store::CURSOR_KEY)
+            .await?
+            .unwrap_or_default();
+        let secs = wait.as_secs().clamp(1, 60);
+        let resp = self
+            .http
+            // Hex and digits only: nothing to escape.
+            .get(format!(
+                "{}/v1/sync/live?cursor={cursor}&actor={}&wait={secs}",
+                self.base,
+                store.actor_id().to_hex_string()
+            ))
+            .bearer_auth(&token)
+            .timeout(Duration::from_secs(secs + 15))
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(crate::upload::server_error(resp).await);
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::BadResponse(format!("live answer: {e}")))?;
+        answer["news"]
+            .as_bool()
+            .ok_or_else(|| ClientError::BadResponse(format!("live answer without news: {answer}")))
+    }
+}

@@ -947,7 +947,7 @@ impl SyncSession {
             .execute(&mut *tx)
             .await?;
         crate::store::write_snapshot(tx, &mut merged).await?;
-        crate::projection::store_sqlite(tx, &merged)
+        crate::projection::sqlite::store(tx, &merged)
             .await
             .map_err(StoreError::from)?;
         sqlx::query(
@@ -1010,7 +1010,7 @@ impl SyncSession {
             if doc.heads() != before {
                 let chunk = doc.save_after(&before);
                 append_chunk(tx, &mut doc, chunk, chunks).await?;
-                crate::projection::store_sqlite(tx, &doc)
+                crate::projection::sqlite::store(tx, &doc)
                     .await
                     .map_err(StoreError::from)?;
             }
@@ -1046,7 +1046,7 @@ impl SyncSession {
             )));
         }
         insert_doc(tx, &mut doc).await?;
-        crate::projection::store_sqlite(tx, &doc)
+        crate::projection::sqlite::store(tx, &doc)
             .await
             .map_err(StoreError::from)?;
         sqlx::query("INSERT INTO doc_sync (doc_id, dirty) VALUES ($1, 0)")

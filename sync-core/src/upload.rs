@@ -63,7 +63,7 @@ fn header_u64(resp: &reqwest::Response, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn server_error(resp: reqwest::Response) -> ClientError {
+pub(crate) async fn server_error(resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap_or_default();
     let (code, message) = match serde_json::from_slice::<gridsync_proto::ErrorBody>(&bytes) {

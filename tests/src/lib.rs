@@ -2,6 +2,7 @@
 //! a real server on an ephemeral port and enrolled phones.
 
 pub mod bench;
+pub mod pg;
 pub mod proxy;
 
 use std::path::Path;
@@ -11,18 +12,32 @@ use gridsync_core::Store;
 use gridsync_core::client::{RetryPolicy, SyncClient};
 use gridsync_proto::GridCode;
 use gridsync_server::auth::{Role, new_enrollment_code, normalize_code, secret_hash};
-use gridsync_server::{AppState, Config, SqliteStorage, Storage, app};
+use gridsync_server::{AppState, Config, PgStorage, SqliteStorage, Storage, app};
 
-/// A server serving on 127.0.0.1 (ephemeral port) from a data directory, inside this process.
-pub struct LocalServer {
+/// A server serving on 127.0.0.1 (ephemeral port) inside this process, on SQLite in a data
+/// directory (the default) or on PostgreSQL.
+pub struct LocalServer<S: Storage = SqliteStorage> {
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     /// The storage it serves (shared with the test, which may inspect it).
-    pub storage: SqliteStorage,
+    pub storage: S,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl LocalServer {
+impl LocalServer<PgStorage> {
+    /// Serves the PostgreSQL database at `database` (photo files in `data_dir/photos`).
+    pub async fn start_postgres(
+        database: &str,
+        data_dir: &Path,
+        mut config: Config,
+    ) -> Result<Self> {
+        config.photos.store = gridsync_server::photos::open_store(None, data_dir)?;
+        let storage = PgStorage::connect(database).await?;
+        Self::serve(storage, config).await
+    }
+}
+
+impl LocalServer<SqliteStorage> {
     /// Opens `data_dir` and serves it with `config`.
     pub async fn start(data_dir: &Path, config: Config) -> Result<Self> {
         Self::start_reading(data_dir, config, gridsync_core::document::SCHEMA_VERSION).await
@@ -38,6 +53,13 @@ impl LocalServer {
     /// Like [`LocalServer::start`], with `config`'s photo store as it is (e.g. a bucket).
     pub async fn start_configured(data_dir: &Path, config: Config, newest: u32) -> Result<Self> {
         let storage = SqliteStorage::open(data_dir).await?.reading_schema(newest);
+        Self::serve(storage, config).await
+    }
+}
+
+impl<S: Storage + Clone> LocalServer<S> {
+    /// Serves `storage` with `config`.
+    pub async fn serve(storage: S, config: Config) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let router = app(AppState::new(storage.clone(), config));
@@ -116,7 +138,7 @@ impl LocalServer {
     }
 }
 
-impl Drop for LocalServer {
+impl<S: Storage> Drop for LocalServer<S> {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -12,7 +12,7 @@ use crate::auth::{
     Role, check_enrollment, new_enrollment_code, new_token, normalize_code, parse_scopes,
     secret_hash,
 };
-use crate::{AppState, Config, SqliteStorage, Storage, app};
+use crate::{AppState, Config, PgStorage, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
 
 mod register;
@@ -34,6 +34,11 @@ struct Cli {
         default_value = "gridsync-data"
     )]
     data_dir: PathBuf,
+    /// The database: `postgres://...` for PostgreSQL (several server processes may share
+    /// one); by default the SQLite file DATA_DIR/gridsync.db. Photos stay in DATA_DIR/photos
+    /// unless --photos names an object store (processes on several machines need one).
+    #[arg(long, env = "GRIDSYNC_DATABASE", global = true)]
+    database: Option<String>,
     /// A reference file (departments, category table, calendar) replacing the built-in one.
     #[arg(long, env = "GRIDSYNC_REFERENCE", global = true)]
     reference: Option<PathBuf>,
@@ -183,9 +188,40 @@ async fn run(cli: Cli) -> Result<()> {
         )?,
         None => Reference::builtin(),
     };
-    let storage = SqliteStorage::open(&cli.data_dir)
-        .await
-        .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?;
+    match cli.database.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let storage = PgStorage::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", redact_url(url)))?;
+            run_on(cli, reference, storage).await
+        }
+        Some(other) => anyhow::bail!(
+            "--database: {other:?} is not a postgres:// URL (leave it out for SQLite in --data-dir)"
+        ),
+        None => {
+            let storage = SqliteStorage::open(&cli.data_dir).await.with_context(|| {
+                format!("opening the data directory {}", cli.data_dir.display())
+            })?;
+            run_on(cli, reference, storage).await
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Result<()> {
     match cli.command {
         Command::Serve {
             listen,
@@ -247,7 +283,10 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            println!("schema is up to date in {}", cli.data_dir.display());
+            match &cli.database {
+                Some(url) => println!("schema is up to date in {}", redact_url(url)),
+                None => println!("schema is up to date in {}", cli.data_dir.display()),
+            }
             Ok(())
         }
         Command::NewEpoch => {

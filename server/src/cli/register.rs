@@ -11,8 +11,7 @@ use gridsync_proto::GridCode;
 use crate::indicators::GroupBy;
 use crate::register::export::{self, ExportFormat, Mask, Scope};
 use crate::register::{ImportOptions, ImportReport, Mapping, import_households};
-use crate::storage::RegisterStorage;
-use crate::{AppState, SqliteStorage};
+use crate::{AppState, Storage};
 
 #[derive(Subcommand)]
 pub(super) enum ImportCmd {
@@ -100,7 +99,7 @@ pub(super) struct Output {
 }
 
 /// Runs an import command.
-pub(super) async fn import(storage: &SqliteStorage, cmd: ImportCmd) -> Result<()> {
+pub(super) async fn import<S: Storage>(storage: &S, cmd: ImportCmd) -> Result<()> {
     match cmd {
         ImportCmd::Households {
             file,
@@ -220,7 +219,7 @@ fn print_report(r: &ImportReport) {
 }
 
 /// Runs an export command: the operator sees every unit.
-pub(super) async fn export(state: &AppState<SqliteStorage>, cmd: ExportCmd) -> Result<()> {
+pub(super) async fn export<S: Storage>(state: &AppState<S>, cmd: ExportCmd) -> Result<()> {
     let (out, tables) = match cmd {
         ExportCmd::Cases { period, out } => {
             let (from, to) = period.range()?;

@@ -19,15 +19,113 @@ use gridsync_proto::{DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLe
 
 use crate::auth::{Device, Role};
 
-mod commit;
 mod photos;
+mod postgres;
 mod register;
 mod sqlite;
 
 pub use photos::{BlobRow, PhotoStorage, UploadRow};
+pub use postgres::PgStorage;
 pub use register::RegisterStorage;
 pub use sqlite::SqliteStorage;
-use sqlite::{StoredBytes, chain_tip, decode_doc, heads_to_bytes, load_bytes};
+
+/// What one commit changed, as live sync needs it: the scopes of the documents it wrote (each
+/// a grid code, standing for it and every unit above it) and the department feeds it wrote
+/// (`dept:<code>:<town>`), or `None` for "anything" (a notice was lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice(pub Option<Vec<String>>);
+
+impl Notice {
+    /// A notice that concerns every device (sent when notices may have been lost).
+    pub fn anything() -> Self {
+        Self(None)
+    }
+
+    /// Whether a device reading `feeds` (see `Device::feed_scopes`) may have news in it.
+    pub fn concerns(&self, feeds: &[String]) -> bool {
+        let Some(scopes) = &self.0 else {
+            return true;
+        };
+        scopes.iter().any(|s| {
+            if s.starts_with("dept:") {
+                feeds.contains(s)
+            } else {
+                scope_levels_of(s).iter().any(|level| feeds.contains(level))
+            }
+        })
+    }
+
+    /// The notice as text (for PostgreSQL's `NOTIFY`, whose payload must stay under 8,000
+    /// bytes: a larger one is sent as "anything").
+    pub fn encode(&self) -> String {
+        match &self.0 {
+            Some(scopes) if scopes.iter().map(|s| s.len() + 1).sum::<usize>() < 7_000 => {
+                scopes.join(",")
+            }
+            _ => "*".into(),
+        }
+    }
+
+    /// Reads [`Notice::encode`]'s text; anything unexpected is "anything".
+    pub fn decode(text: &str) -> Self {
+        if text == "*" {
+            return Self::anything();
+        }
+        Self(Some(
+            text.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+}
+
+/// Every feed level a document with scope `scope` (a grid code as text) is written to.
+fn scope_levels_of(scope: &str) -> Vec<String> {
+    GridCode::parse(scope).map_or_else(|_| vec![scope.to_owned()], |g| scope_levels(&g))
+}
+
+/// The process's notices of committed changes: every commit of this process, and on
+/// PostgreSQL every other process's too (through `LISTEN`), reaches every subscriber.
+#[derive(Debug, Clone)]
+pub struct ChangeBus(tokio::sync::broadcast::Sender<std::sync::Arc<Notice>>);
+
+impl Default for ChangeBus {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl ChangeBus {
+    /// Tells every subscriber.
+    pub fn send(&self, notice: Notice) {
+        // No subscriber is not an error: nobody is waiting.
+        let _ = self.0.send(std::sync::Arc::new(notice));
+    }
+
+    /// A new subscriber, which sees every notice sent from now on.
+    pub fn subscribe(&self) -> ChangeWatch {
+        ChangeWatch(self.0.subscribe())
+    }
+}
+
+/// One subscriber of a [`ChangeBus`].
+#[derive(Debug)]
+pub struct ChangeWatch(tokio::sync::broadcast::Receiver<std::sync::Arc<Notice>>);
+
+impl ChangeWatch {
+    /// The next notice; a subscriber that fell behind gets "anything" (it may have missed
+    /// one), and a closed bus never answers.
+    pub async fn next(&mut self) -> std::sync::Arc<Notice> {
+        match self.0.recv().await {
+            Ok(n) => n,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                std::sync::Arc::new(Notice::anything())
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.
 pub const SNAPSHOT_AFTER: i64 = 64;
@@ -193,6 +291,15 @@ struct CursorV1 {
 }
 
 impl Cursor {
+    /// Where this cursor stands in one feed (0 when it has not read it, or when it is
+    /// `reset`).
+    pub fn position(&self, scope: &str, reset: bool) -> u64 {
+        match self.seen.get(scope) {
+            Some(&p) if !reset => p,
+            _ => 0,
+        }
+    }
+
     /// Decodes the opaque bytes a device sent back (empty = start of the feed).
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         if bytes.is_empty() {
@@ -346,6 +453,22 @@ pub trait Storage: PhotoStorage + RegisterStorage + Send + Sync + 'static {
     ) -> impl Future<Output = Result<MergeOutcome, StorageError>> + Send;
     /// The cases that carry a flagged time, with their flags (`gridsync_core::time_flags`).
     fn flagged_times(&self) -> impl Future<Output = Result<Vec<FlaggedTime>, StorageError>> + Send;
+    /// Starts a new epoch: every device's next sync pulls its scopes from the beginning. Run
+    /// it after restoring the database from a backup, so devices that had seen changes the
+    /// backup lost do not skip the ones now written in their place.
+    fn new_epoch(&self) -> impl Future<Output = Result<u64, StorageError>> + Send;
+    /// Closes the database connections (the process or test is done with the store).
+    fn close(&self) -> impl Future<Output = ()> + Send;
+    /// Notices of committed changes, for live sync.
+    fn watch(&self) -> ChangeWatch;
+    /// Whether `device` has anything to pull past `cursor` (changes by other actors than
+    /// `replica` in its feeds, or a cursor this server would start over).
+    fn has_news(
+        &self,
+        device: &Device,
+        replica: Option<&automerge::ActorId>,
+        cursor: &Cursor,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
     /// Reads the changes in the device's scopes after its cursor (not its own).
     fn pull(
         &self,

@@ -370,7 +370,7 @@ impl Store {
         for mut doc in docs {
             insert_doc(&mut tx, &mut doc).await?;
             mark_dirty(&mut tx, doc.id()).await?;
-            crate::projection::store_sqlite(&mut tx, &doc).await?;
+            crate::projection::sqlite::store(&mut tx, &doc).await?;
             ids.push(doc.id());
         }
         tx.commit().await?;
@@ -446,7 +446,7 @@ impl Store {
             if doc.heads() != before {
                 let chunk = doc.save_after(&before);
                 append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
-                crate::projection::store_sqlite(&mut tx, &doc).await?;
+                crate::projection::sqlite::store(&mut tx, &doc).await?;
                 mark_dirty(&mut tx, id).await?;
             }
             doc
@@ -454,7 +454,7 @@ impl Store {
             let mut doc = incoming;
             insert_doc(&mut tx, &mut doc).await?;
             mark_dirty(&mut tx, id).await?;
-            crate::projection::store_sqlite(&mut tx, &doc).await?;
+            crate::projection::sqlite::store(&mut tx, &doc).await?;
             doc
         };
         tx.commit().await?;
@@ -479,7 +479,7 @@ impl Store {
         }
         let chunk = doc.save_after(&before);
         append_chunk(&mut tx, &mut doc, chunk, chunks).await?;
-        crate::projection::store_sqlite(&mut tx, &doc).await?;
+        crate::projection::sqlite::store(&mut tx, &doc).await?;
         mark_dirty(&mut tx, id).await?;
         tx.commit().await?;
         Ok(true)
@@ -713,14 +713,14 @@ impl Store {
     pub async fn rebuild_projections(&self) -> Result<usize, StoreError> {
         let _guard = self.write_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        crate::projection::clear_sqlite(&mut tx).await?;
+        crate::projection::sqlite::clear(&mut tx).await?;
         let ids: Vec<String> = sqlx::query_scalar("SELECT doc_id FROM docs ORDER BY doc_id")
             .fetch_all(&mut *tx)
             .await?;
         for id in &ids {
             let id = DocId::from_str(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let (doc, _) = load_doc(&mut tx, id, self.newest_schema).await?;
-            crate::projection::store_sqlite(&mut tx, &doc).await?;
+            crate::projection::sqlite::store(&mut tx, &doc).await?;
         }
         tx.commit().await?;
         Ok(ids.len())

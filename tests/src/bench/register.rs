@@ -15,9 +15,9 @@ use gridsync_core::records::{Case, Grid};
 use gridsync_core::validate::id_check_char;
 use gridsync_core::workflow::{Actor, Reference, Role as WorkflowRole};
 use gridsync_proto::GridCode;
-use gridsync_server::SqliteStorage;
 use gridsync_server::auth::Role;
 use gridsync_server::register::export::{self, ExportFormat, Scope};
+use gridsync_server::{SqliteStorage, Storage};
 
 use rust_xlsxwriter::Workbook;
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! The merge path of [`SqliteStorage`]: the Automerge work of every push (load, apply, judge,
+//! The merge path of [`SqlStorage`]: the Automerge work of every push (load, apply, judge,
 //! project, snapshot) runs first, outside the write lock and on the blocking pool, in parallel
 //! with other devices' pushes; then one short transaction under the lock writes what it made.
 //!
@@ -14,12 +14,12 @@ use gridsync_core::projection::{Projection, project};
 use gridsync_core::time_flags::{TimeFlag, events_before_their_cause, flag_arrivals};
 use gridsync_proto::{AckStatus, DocAck, DocPull, DocPush, Hash};
 use serde_bytes::ByteBuf;
-use sqlx::SqliteConnection;
 
 use super::{
-    CHAIN_START, MergeOutcome, Receipt, SNAPSHOT_AFTER, SqliteStorage, StorageError, StoredBytes,
+    CHAIN_START, MergeOutcome, Receipt, SNAPSHOT_AFTER, SqlStorage, StorageError, StoredBytes,
     chain_next, chain_tip, decode_doc, heads_to_bytes, load_bytes, scope_levels,
 };
+use super::{Conn, projection_sql};
 use crate::auth::{Device, department_scope};
 use crate::merge::{Merged, Rejection, merge_push};
 
@@ -28,13 +28,19 @@ use crate::merge::{Merged, Rejection, merge_push};
 pub(super) struct LogTip {
     pub(super) seq: i64,
     chain: [u8; 32],
+    /// The scopes of the documents written and the department feeds written (a [`Notice`]).
+    pub(super) touched: std::collections::BTreeSet<String>,
 }
 
 impl LogTip {
     /// Reads the chain tip; `seq` is the counter the caller has just locked.
-    pub(super) async fn read(conn: &mut SqliteConnection, seq: i64) -> Result<Self, StorageError> {
+    pub(super) async fn read(conn: &mut Conn, seq: i64) -> Result<Self, StorageError> {
         let chain = chain_tip(conn).await?.map_or(CHAIN_START, |(_, c)| c);
-        Ok(Self { seq, chain })
+        Ok(Self {
+            seq,
+            chain,
+            touched: std::collections::BTreeSet::new(),
+        })
     }
 }
 
@@ -127,7 +133,7 @@ struct Prepared {
 
 /// Whether the department-bound device is a member of the case now.
 async fn dept_member(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &Device,
     push: &DocPush,
 ) -> Result<bool, StorageError> {
@@ -157,7 +163,7 @@ struct Inputs {
 }
 
 async fn read_inputs(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     device: &Device,
     push: &DocPush,
 ) -> Result<Inputs, StorageError> {
@@ -169,7 +175,7 @@ async fn read_inputs(
 
 /// Runs the Automerge work of one push on the blocking pool (no connection is held).
 async fn prepare(
-    storage: &SqliteStorage,
+    storage: &SqlStorage,
     inputs: Inputs,
     device: &Device,
     push: &DocPush,
@@ -237,10 +243,7 @@ fn merge_one(
     })
 }
 
-async fn version_now(
-    conn: &mut SqliteConnection,
-    push: &DocPush,
-) -> Result<Option<i64>, StorageError> {
+async fn version_now(conn: &mut Conn, push: &DocPush) -> Result<Option<i64>, StorageError> {
     Ok(
         sqlx::query_scalar("SELECT last_seq FROM docs WHERE doc_id = $1")
             .bind(push.doc.to_string())
@@ -251,7 +254,7 @@ async fn version_now(
 
 /// Merges a device's pushes: each prepared outside the lock, all committed in one transaction.
 pub(super) async fn merge(
-    storage: &SqliteStorage,
+    storage: &SqlStorage,
     device: &Device,
     pushes: &[DocPush],
     receipt: Receipt,
@@ -373,14 +376,16 @@ pub(super) async fn merge(
             .execute(&mut *tx)
             .await?;
     }
+    storage.announce(&mut tx, &tip.touched).await?;
     tx.commit().await?;
+    storage.announced(tip.touched);
     Ok(outcome)
 }
 
 /// Writes a prepared merge: change rows and feed rows, the document's state, departments and
 /// projections. Only SQL: every Automerge step was done in [`Ready::new`].
 pub(super) async fn store_merged(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     device: &Device,
     ready: &Ready,
     tip: &mut LogTip,
@@ -397,10 +402,15 @@ pub(super) async fn store_merged(
         ..
     } = ready;
     let (created, pending_before) = (*created, *pending_before);
-    let LogTip { seq, chain } = tip;
+    let LogTip {
+        seq,
+        chain,
+        touched,
+    } = tip;
     let id = doc.id().to_string();
     let scope = doc.header().scope.clone();
     let levels = scope_levels(&scope);
+    touched.insert(scope.to_string());
     for c in new_changes {
         *seq += 1;
         let bytes = c.raw_bytes();
@@ -468,10 +478,10 @@ pub(super) async fn store_merged(
             .await?;
     }
     if let Some(departments) = departments {
-        update_departments(tx, doc, departments, new_changes.len(), seq).await?;
+        update_departments(tx, doc, departments, new_changes.len(), seq, touched).await?;
     }
     if let Some(rows) = rows {
-        gridsync_core::projection::store_rows_sqlite(tx, doc.header(), rows.clone()).await?;
+        projection_sql::store_rows(tx, doc.header(), rows.clone()).await?;
     }
     Ok(())
 }
@@ -481,11 +491,12 @@ pub(super) async fn store_merged(
 /// number, departments that leave get the changes of this merge (the ones that took the case
 /// away from them, so their phones see it returned or re-dispatched) and nothing after.
 async fn update_departments(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     doc: &Document,
     now: &std::collections::BTreeSet<String>,
     new_changes: usize,
     seq: &mut i64,
+    touched: &mut std::collections::BTreeSet<String>,
 ) -> Result<(), StorageError> {
     let id = doc.id().to_string();
     let town = doc.header().scope.town();
@@ -499,6 +510,9 @@ async fn update_departments(
     let n = i64::try_from(new_changes).unwrap_or(0);
     // This merge's changes, before joining departments take fresh sequence numbers.
     let merged = (*seq - n + 1)..=*seq;
+    for dept in now.union(&before) {
+        touched.insert(department_scope(dept, &town));
+    }
     for dept in now.intersection(&before).chain(before.difference(now)) {
         for s in merged.clone() {
             sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
@@ -537,7 +551,7 @@ async fn update_departments(
 /// cause keeps the first receipt and device it was found with (a later merge by another
 /// device does not move the blame).
 async fn store_time_flags(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     device: &Device,
     ready: &Ready,
     receipt: Receipt,
