@@ -529,6 +529,18 @@ fn clear_statements(doc_type: DocType) -> &'static [&'static str] {
     }
 }
 
+/// The `VALUES` list of a multi-row `INSERT` in numbered parameters: `($1, .. $k),
+/// ($k+1, ..), ...` for `rows` rows of `k` parameters (SQLite and PostgreSQL alike).
+pub fn value_rows(rows: usize, k: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=k).map(|i| format!("${}", r * k + i)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Projection rows written into SQLite (the phone's store and the embedded server).
 pub mod sqlite;
 

@@ -32,6 +32,10 @@ fn bench_quick_runs_every_scenario() {
         "storm_seconds",
         "storm_p99_ms",
         "storm_server_cpu_ms_per_change",
+        "storm_seconds_postgres",
+        "storm_p99_ms_postgres",
+        "storm_seconds_postgres_2proc",
+        "storm_server_cpu_ms_per_change_postgres_2proc",
         "first_sync_seconds",
         "first_sync_bytes",
         "import_50k_residents_s",
@@ -55,7 +59,12 @@ fn bench_quick_runs_every_scenario() {
     );
     // The storm stored every phone's 60 changes (each phone's acks are checked inside) and a
     // new phone got the whole grid.
-    assert_eq!(n("storm_changes"), n("storm_devices") * 60.0);
+    for suffix in ["", "_postgres", "_postgres_2proc"] {
+        assert_eq!(
+            n(&format!("storm_changes{suffix}")),
+            n(&format!("storm_devices{suffix}")) * 60.0
+        );
+    }
     assert_eq!(n("first_sync_docs"), 350.0);
     // The register went in whole (checked row by row inside) and the ledger has every case.
     assert_eq!(n("import_residents"), 600.0);

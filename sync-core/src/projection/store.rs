@@ -1,11 +1,16 @@
 //! Writing projection rows: one source compiled once per database (the including module
 //! names it `Db`), so the phone's SQLite store and the server's backends run the same statements.
 
-use super::super::{Document, PhotoRow, Projection, ProjectionError, clear_statements, project};
+use super::super::{
+    Document, PhotoRow, Projection, ProjectionError, clear_statements, project, value_rows,
+};
 use super::Db;
 
 /// A connection of the including backend.
 type Conn = <Db as sqlx::Database>::Connection;
+
+/// Rows per multi-row `INSERT` (12 parameters each at most: far below both engines' limits).
+const ROWS_PER_INSERT: usize = 200;
 
 /// Empties every projection table (before a rebuild).
 pub async fn clear(conn: &mut Conn) -> Result<(), ProjectionError> {
@@ -43,6 +48,17 @@ pub async fn store_rows(
     for sql in clear_statements(header.doc_type) {
         sqlx::query(*sql).bind(&id).execute(&mut *conn).await?;
     }
+    insert_rows(conn, header, rows).await
+}
+
+/// Writes the projection rows of a document that has none yet (one just created): what
+/// [`store_rows`] does without clearing first.
+pub async fn insert_rows(
+    conn: &mut Conn,
+    header: &gridsync_proto::DocHeader,
+    rows: Projection,
+) -> Result<(), ProjectionError> {
+    let id = header.id.to_string();
     match rows {
         Projection::Grid(g) => {
             sqlx::query(
@@ -84,40 +100,47 @@ pub async fn store_rows(
             .bind(h.registered_address)
             .execute(&mut *conn)
             .await?;
-            for r in residents {
-                sqlx::query(
+            for chunk in residents.chunks(ROWS_PER_INSERT) {
+                let sql = format!(
                     "INSERT INTO p_residents (resident_id, household_id, grid, name, id_number, \
-                     gender, birth_date, relation, phones, work, status, categories) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .bind(r.resident_id.to_string())
-                .bind(&id)
-                .bind(r.grid)
-                .bind(r.name)
-                .bind(r.id_number)
-                .bind(r.gender)
-                .bind(r.birth_date)
-                .bind(r.relation)
-                .bind(r.phones)
-                .bind(r.work)
-                .bind(r.status)
-                .bind(r.categories)
-                .execute(&mut *conn)
-                .await?;
+                     gender, birth_date, relation, phones, work, status, categories) VALUES {}",
+                    value_rows(chunk.len(), 12)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(r.resident_id.to_string())
+                        .bind(&id)
+                        .bind(&r.grid)
+                        .bind(&r.name)
+                        .bind(&r.id_number)
+                        .bind(&r.gender)
+                        .bind(&r.birth_date)
+                        .bind(&r.relation)
+                        .bind(&r.phones)
+                        .bind(&r.work)
+                        .bind(&r.status)
+                        .bind(&r.categories);
+                }
+                q.execute(&mut *conn).await?;
             }
-            for v in visits {
-                sqlx::query(
+            for chunk in visits.chunks(ROWS_PER_INSERT) {
+                let sql = format!(
                     "INSERT INTO p_visits (visit_id, household_id, worker, at, purpose, findings) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(v.visit_id.to_string())
-                .bind(&id)
-                .bind(v.worker)
-                .bind(v.at)
-                .bind(v.purpose)
-                .bind(v.findings)
-                .execute(&mut *conn)
-                .await?;
+                     VALUES {}",
+                    value_rows(chunk.len(), 6)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for v in chunk {
+                    q = q
+                        .bind(v.visit_id.to_string())
+                        .bind(&id)
+                        .bind(&v.worker)
+                        .bind(v.at)
+                        .bind(&v.purpose)
+                        .bind(&v.findings);
+                }
+                q.execute(&mut *conn).await?;
             }
             store_photos(conn, photos).await?;
         }

@@ -52,9 +52,17 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     pub(super) fn start(data: &Path) -> Result<Self> {
-        let mut child = Command::new(server_bin()?)
-            .arg("--data-dir")
-            .arg(data)
+        Self::start_on(data, None)
+    }
+
+    /// A server process on `database` (`postgres://...`), or on SQLite in `data`.
+    pub(super) fn start_on(data: &Path, database: Option<&str>) -> Result<Self> {
+        let mut command = Command::new(server_bin()?);
+        command.arg("--data-dir").arg(data);
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -102,14 +110,24 @@ fn grid(n: usize) -> GridCode {
 
 /// One-time enrollment codes for workers of `grids`, one each.
 async fn enrollments(data: &Path, grids: &[GridCode]) -> Result<Vec<String>> {
-    let devices: Vec<(Role, GridCode)> = grids.iter().map(|g| (Role::Worker, g.clone())).collect();
-    enroll_codes(data, &devices).await
+    enroll_codes(data, &workers(grids)).await
+}
+
+fn workers(grids: &[GridCode]) -> Vec<(Role, GridCode)> {
+    grids.iter().map(|g| (Role::Worker, g.clone())).collect()
 }
 
 /// One-time enrollment codes, one per (role, scope), written into the server's data directory
 /// before it starts.
 pub(super) async fn enroll_codes(data: &Path, devices: &[(Role, GridCode)]) -> Result<Vec<String>> {
-    let storage = SqliteStorage::open(data).await?;
+    enroll_codes_in(SqliteStorage::open(data).await?, devices).await
+}
+
+/// One-time enrollment codes written into `storage` (which is closed afterwards).
+async fn enroll_codes_in<S: Storage>(
+    storage: S,
+    devices: &[(Role, GridCode)],
+) -> Result<Vec<String>> {
     let mut codes = Vec::with_capacity(devices.len());
     for (i, (role, scope)) in devices.iter().enumerate() {
         let c = new_enrollment_code();
@@ -242,13 +260,51 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The storm with `phones` phones against a fresh server on SQLite.
-pub async fn storm(phones: usize, out: &mut Map<String, Value>) -> Result<()> {
+/// Where a storm runs: one process on SQLite, or `processes` processes on one PostgreSQL
+/// database (the phones spread over them evenly).
+#[derive(Debug, Clone, Copy)]
+pub enum StormTarget {
+    /// One server process on SQLite.
+    Sqlite,
+    /// Server processes on one fresh PostgreSQL database.
+    Postgres {
+        /// How many.
+        processes: usize,
+    },
+}
+
+impl StormTarget {
+    /// The suffix of this target's metric names.
+    fn suffix(self) -> String {
+        match self {
+            Self::Sqlite => String::new(),
+            Self::Postgres { processes: 1 } => "_postgres".into(),
+            Self::Postgres { processes } => format!("_postgres_{processes}proc"),
+        }
+    }
+}
+
+/// The storm with `phones` phones against fresh servers on `target`.
+pub async fn storm(phones: usize, target: StormTarget, out: &mut Map<String, Value>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server");
     let grids: Vec<GridCode> = (0..phones).map(|i| grid(i / 2)).collect();
-    let codes = enrollments(&data, &grids).await?;
-    let server = ServerProcess::start(&data)?;
+    let (codes, servers, db) = match target {
+        StormTarget::Sqlite => (
+            enrollments(&data, &grids).await?,
+            vec![ServerProcess::start(&data)?],
+            None,
+        ),
+        StormTarget::Postgres { processes } => {
+            let db = crate::pg::TestDatabase::create().await?;
+            let storage = gridsync_server::PgStorage::connect(&db.url).await?;
+            let codes = enroll_codes_in(storage, &workers(&grids)).await?;
+            let servers = (0..processes.max(1))
+                .map(|_| ServerProcess::start_on(&data, Some(&db.url)))
+                .collect::<Result<Vec<_>>>()?;
+            (codes, servers, Some(db))
+        }
+    };
     let phones_dir = dir.path().join("phones");
     std::fs::create_dir_all(&phones_dir)?;
     // Prepared before the clock, 16 at a time (each phone's store syncs every write to disk).
@@ -256,7 +312,7 @@ pub async fn storm(phones: usize, out: &mut Map<String, Value>) -> Result<()> {
     let prepared: Vec<Arc<Prepared>> =
         futures_util::stream::iter(codes.iter().zip(&grids).enumerate())
             .map(|(i, (code, g))| {
-                let (dir, url) = (phones_dir.clone(), server.url.clone());
+                let (dir, url) = (phones_dir.clone(), servers[i % servers.len()].url.clone());
                 async move { prepare(&dir, &url, code, g.clone(), i).await.map(Arc::new) }
             })
             .buffer_unordered(16)
@@ -269,14 +325,21 @@ pub async fn storm(phones: usize, out: &mut Map<String, Value>) -> Result<()> {
         .timeout(Duration::from_secs(600))
         .build()?;
     let busy = Arc::new(AtomicU64::new(0));
-    let cpu_before = server.cpu_ms();
+    let cpu = |servers: &[ServerProcess]| -> Option<f64> {
+        servers
+            .iter()
+            .map(ServerProcess::cpu_ms)
+            .sum::<Option<f64>>()
+    };
+    let cpu_before = cpu(&servers);
     let start = Instant::now();
     let tasks: Vec<_> = prepared
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             tokio::spawn(send(
                 http.clone(),
-                server.url.clone(),
+                servers[i % servers.len()].url.clone(),
                 p.clone(),
                 busy.clone(),
                 start,
@@ -288,22 +351,24 @@ pub async fn storm(phones: usize, out: &mut Map<String, Value>) -> Result<()> {
         latencies.push(t.await??);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu = server.cpu_ms().zip(cpu_before).map(|(a, b)| a - b);
+    let cpu = cpu(&servers).zip(cpu_before).map(|(a, b)| a - b);
     latencies.sort_by(f64::total_cmp);
-    out.insert("storm_devices".into(), json!(phones));
-    out.insert("storm_changes".into(), json!(changes));
-    out.insert("storm_seconds".into(), json!(seconds));
+    let k = |name: &str| format!("{name}{}", target.suffix());
+    out.insert(k("storm_devices"), json!(phones));
+    out.insert(k("storm_changes"), json!(changes));
+    out.insert(k("storm_seconds"), json!(seconds));
+    out.insert(k("storm_changes_per_s"), json!(changes as f64 / seconds));
+    out.insert(k("storm_p50_ms"), json!(percentile(&latencies, 0.5)));
+    out.insert(k("storm_p99_ms"), json!(percentile(&latencies, 0.99)));
+    out.insert(k("storm_503"), json!(busy.load(Ordering::Relaxed)));
     out.insert(
-        "storm_changes_per_s".into(),
-        json!(changes as f64 / seconds),
-    );
-    out.insert("storm_p50_ms".into(), json!(percentile(&latencies, 0.5)));
-    out.insert("storm_p99_ms".into(), json!(percentile(&latencies, 0.99)));
-    out.insert("storm_503".into(), json!(busy.load(Ordering::Relaxed)));
-    out.insert(
-        "storm_server_cpu_ms_per_change".into(),
+        k("storm_server_cpu_ms_per_change"),
         json!(cpu.map(|c| c / changes as f64)),
     );
+    drop(servers);
+    if let Some(db) = db {
+        db.drop_now().await?;
+    }
     Ok(())
 }
 
@@ -408,7 +473,16 @@ pub async fn storm_scenario(quick: bool, out: &mut Map<String, Value>) -> Result
         Err(_) if quick => 20,
         Err(_) => 1_000,
     };
-    storm(phones, out).await.context("storm")?;
+    let targets = [
+        StormTarget::Sqlite,
+        StormTarget::Postgres { processes: 1 },
+        StormTarget::Postgres { processes: 2 },
+    ];
+    for target in targets {
+        storm(phones, target, out)
+            .await
+            .with_context(|| format!("storm on {target:?}"))?;
+    }
     if quick {
         first_sync(50, 200, 100, out).await.context("first sync")
     } else {

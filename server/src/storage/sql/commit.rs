@@ -10,7 +10,7 @@
 use automerge::Change;
 use gridsync_core::Document;
 use gridsync_core::clock::now_ms;
-use gridsync_core::projection::{Projection, project};
+use gridsync_core::projection::{Projection, project, value_rows};
 use gridsync_core::time_flags::{TimeFlag, events_before_their_cause, flag_arrivals};
 use gridsync_proto::{AckStatus, DocAck, DocPull, DocPush, Hash};
 use serde_bytes::ByteBuf;
@@ -30,7 +30,26 @@ pub(super) struct LogTip {
     chain: [u8; 32],
     /// The scopes of the documents written and the department feeds written (a [`Notice`]).
     pub(super) touched: std::collections::BTreeSet<String>,
+    /// Change rows not yet written (see [`LogTip::flush`]).
+    changes: Vec<ChangeRow>,
+    /// Feed rows not yet written: scope, sequence number, whole document.
+    feed: Vec<(String, i64, Option<String>)>,
 }
+
+/// One `changes` row waiting to be written.
+struct ChangeRow {
+    seq: i64,
+    doc: String,
+    hash: Vec<u8>,
+    device: String,
+    bytes: Vec<u8>,
+    chain: Vec<u8>,
+    actor: String,
+}
+
+/// Rows per multi-row `INSERT` (8 parameters each for changes: far below both engines'
+/// parameter limits).
+const ROWS_PER_INSERT: usize = 400;
 
 impl LogTip {
     /// Reads the chain tip; `seq` is the counter the caller has just locked.
@@ -40,7 +59,49 @@ impl LogTip {
             seq,
             chain,
             touched: std::collections::BTreeSet::new(),
+            changes: Vec::new(),
+            feed: Vec::new(),
         })
+    }
+
+    /// Writes the queued change and feed rows, a few multi-row statements for a whole push
+    /// instead of one statement per change and per feed level (the statements, not the
+    /// engine, were most of a storm's time). Called before anything in the transaction
+    /// reads the change log again, and before the counter is written.
+    pub(super) async fn flush(&mut self, conn: &mut Conn) -> Result<(), StorageError> {
+        for chunk in self.changes.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) VALUES {}",
+                value_rows(chunk.len(), 8)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(&r.doc)
+                    .bind(&r.hash)
+                    .bind(&r.device)
+                    .bind(&r.bytes)
+                    .bind(i64::try_from(r.bytes.len()).unwrap_or(i64::MAX))
+                    .bind(&r.chain)
+                    .bind(&r.actor);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        self.changes.clear();
+        for chunk in self.feed.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO scope_feed (scope, seq, full_doc) VALUES {}",
+                value_rows(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (scope, seq, full) in chunk {
+                q = q.bind(scope).bind(*seq).bind(full);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        self.feed.clear();
+        Ok(())
     }
 }
 
@@ -296,6 +357,8 @@ pub(super) async fn merge(
     }
     for (push, mut p) in pushes.iter().zip(prepared) {
         if version_now(&mut tx, push).await? != p.version {
+            // What this transaction queued must be in the log before the document is read.
+            tip.flush(&mut tx).await?;
             // Another push changed this document since it was prepared: merge again on what
             // is stored now (under the lock, so nothing can move it again).
             let input = read_inputs(&mut tx, device, push).await?;
@@ -370,6 +433,7 @@ pub(super) async fn merge(
             status,
         });
     }
+    tip.flush(&mut tx).await?;
     if tip.seq != start_seq {
         sqlx::query("UPDATE seq_counter SET value = $1 WHERE id = 1")
             .bind(tip.seq)
@@ -406,6 +470,8 @@ pub(super) async fn store_merged(
         seq,
         chain,
         touched,
+        changes: queued,
+        feed,
     } = tip;
     let id = doc.id().to_string();
     let scope = doc.header().scope.clone();
@@ -413,28 +479,18 @@ pub(super) async fn store_merged(
     touched.insert(scope.to_string());
     for c in new_changes {
         *seq += 1;
-        let bytes = c.raw_bytes();
         *chain = chain_next(chain, *seq, &c.hash().0);
-        sqlx::query(
-            "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(*seq)
-        .bind(&id)
-        .bind(c.hash().0.to_vec())
-        .bind(device.id.to_string())
-        .bind(bytes.to_vec())
-        .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
-        .bind(chain.to_vec())
-        .bind(c.actor_id().to_hex_string())
-        .execute(&mut *tx)
-        .await?;
+        queued.push(ChangeRow {
+            seq: *seq,
+            doc: id.clone(),
+            hash: c.hash().0.to_vec(),
+            device: device.id.to_string(),
+            bytes: c.raw_bytes().to_vec(),
+            chain: chain.to_vec(),
+            actor: c.actor_id().to_hex_string(),
+        });
         for level in &levels {
-            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
-                .bind(level)
-                .bind(*seq)
-                .execute(&mut *tx)
-                .await?;
+            feed.push((level.clone(), *seq, None));
         }
     }
     let heads = heads_to_bytes(heads);
@@ -478,10 +534,14 @@ pub(super) async fn store_merged(
             .await?;
     }
     if let Some(departments) = departments {
-        update_departments(tx, doc, departments, new_changes.len(), seq, touched).await?;
+        update_departments(tx, doc, departments, new_changes.len(), seq, touched, feed).await?;
     }
     if let Some(rows) = rows {
-        projection_sql::store_rows(tx, doc.header(), rows.clone()).await?;
+        if created {
+            projection_sql::insert_rows(tx, doc.header(), rows.clone()).await?;
+        } else {
+            projection_sql::store_rows(tx, doc.header(), rows.clone()).await?;
+        }
     }
     Ok(())
 }
@@ -497,6 +557,7 @@ async fn update_departments(
     new_changes: usize,
     seq: &mut i64,
     touched: &mut std::collections::BTreeSet<String>,
+    feed: &mut Vec<(String, i64, Option<String>)>,
 ) -> Result<(), StorageError> {
     let id = doc.id().to_string();
     let town = doc.header().scope.town();
@@ -514,22 +575,14 @@ async fn update_departments(
         touched.insert(department_scope(dept, &town));
     }
     for dept in now.intersection(&before).chain(before.difference(now)) {
+        let scope = department_scope(dept, &town);
         for s in merged.clone() {
-            sqlx::query("INSERT INTO scope_feed (scope, seq) VALUES ($1, $2)")
-                .bind(department_scope(dept, &town))
-                .bind(s)
-                .execute(&mut *tx)
-                .await?;
+            feed.push((scope.clone(), s, None));
         }
     }
     for dept in now.difference(&before) {
         *seq += 1;
-        sqlx::query("INSERT INTO scope_feed (scope, seq, full_doc) VALUES ($1, $2, $3)")
-            .bind(department_scope(dept, &town))
-            .bind(*seq)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+        feed.push((department_scope(dept, &town), *seq, Some(id.clone())));
         sqlx::query("INSERT INTO case_departments (doc_id, dept) VALUES ($1, $2)")
             .bind(&id)
             .bind(dept)

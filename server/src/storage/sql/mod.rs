@@ -980,6 +980,7 @@ impl Storage for SqlStorage {
         let mut tip = commit::LogTip::read(&mut tx, seq).await?;
         let ready = commit::Ready::new(doc, changes, true, 0, Vec::new(), None)?;
         commit::store_merged(&mut tx, &device, &ready, &mut tip).await?;
+        tip.flush(&mut tx).await?;
         let doc = ready.doc;
         sqlx::query("INSERT INTO intake_orders (source, order_no, doc_id) VALUES ($1, $2, $3)")
             .bind(source)
