@@ -14,8 +14,9 @@ use serde_bytes::ByteBuf;
 use crate::{DeviceId, DocHeader, DocId};
 
 /// The protocol version this build speaks. Version 2 added [`SyncRequest::actor`], version 3
-/// [`SyncRequest::clock`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// [`SyncRequest::clock`], version 4 compacted snapshots in [`DocPull::changes`] (a phone
+/// asking in version 4 reads them; an older one is sent changes only).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest version a server still reads: phones upgrade slowly, so a server answers every
 /// version from this one to [`PROTOCOL_VERSION`] in the version it was asked in.
@@ -152,7 +153,9 @@ pub enum AckStatus {
 pub struct DocPull {
     /// The document.
     pub doc: DocId,
-    /// Raw Automerge changes, in the order the server stored them.
+    /// Raw Automerge changes, in the order the server stored them. From protocol 4 the first
+    /// may instead be a saved document (an Automerge document chunk: the compacted state of
+    /// many changes), sent on a first sync in place of the history it covers.
     pub changes: Vec<ByteBuf>,
     /// The server's heads for the document when this response was made.
     pub heads: Vec<Hash>,

@@ -642,7 +642,15 @@ async fn sync<S: Storage>(
     let merged = state.storage.merge(&device, &req.docs, receipt).await?;
     let pull = state
         .storage
-        .pull(&device, &replica, &cursor, state.config.pull_budget)
+        .pull(
+            &device,
+            &replica,
+            &cursor,
+            PullBudget {
+                snapshots: req.version >= 4,
+                ..state.config.pull_budget
+            },
+        )
         .await?;
     let mut docs = pull.docs;
     docs.extend(merged.sync_replies);

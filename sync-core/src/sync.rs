@@ -206,6 +206,28 @@ fn slice_heads(synced: &[ChangeHash], sent: &[Change]) -> Vec<Hash> {
         .collect()
 }
 
+/// Whether `bytes` is an Automerge document chunk (a saved document) rather than a change:
+/// the chunk type after the magic bytes and checksum is 0.
+fn is_document_chunk(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[..4] == [0x85, 0x6f, 0x4a, 0x83] && bytes[8] == 0
+}
+
+/// A pull's byte strings as changes: each a change, or (protocol 4, a first sync) a saved
+/// document, which stands for every change it holds. So a snapshot goes down the same path as
+/// changes (actor collisions, rebases, quarantine): one way in for everything pulled.
+fn pulled_changes(blobs: &[serde_bytes::ByteBuf]) -> Result<Vec<Change>, String> {
+    let mut out = Vec::with_capacity(blobs.len());
+    for b in blobs {
+        if is_document_chunk(b) {
+            let doc = automerge::Automerge::load(b).map_err(|e| format!("snapshot: {e}"))?;
+            out.extend(doc.get_changes(&[]));
+        } else {
+            out.push(Change::from_bytes(b.to_vec()).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(out)
+}
+
 /// The actor of ours under which `pulled` holds a change that this document holds with other
 /// content at the same sequence number (a copy of this store wrote it), if any.
 fn colliding_actor(
@@ -521,7 +543,6 @@ impl SyncSession {
         let _guard = store.write_lock().lock().await;
         let mut tx = store.pool().begin().await?;
         for pull in &resp.docs {
-            report.pulled_changes += pull.changes.len();
             if !pull.changes.is_empty() {
                 report.pulled_docs += 1;
                 report.pulled.push(pull.doc);
@@ -535,8 +556,14 @@ impl SyncSession {
                 continue;
             }
             let mut sp = (&mut tx).begin().await?;
-            match Box::pin(self.apply_pull(&mut sp, pull, device)).await {
-                Ok(()) => sp.commit().await?,
+            let applied = Box::pin(self.apply_pull(&mut sp, pull, device)).await;
+            // A snapshot counts as the changes it holds; a document not applied, as what came.
+            report.pulled_changes += match &applied {
+                Ok(n) => *n,
+                Err(_) => pull.changes.len(),
+            };
+            match applied {
+                Ok(_) => sp.commit().await?,
                 Err(e) if is_local_failure(&e) => return Err(e),
                 Err(SyncError::Diverged(id)) => {
                     // Seen inside a sync-protocol exchange: handled like the server's
@@ -687,18 +714,16 @@ impl SyncSession {
     }
 
     /// Applies one pulled document: its changes, a sync-protocol message, the server's heads.
+    /// Returns how many changes the pull held (a snapshot counts as the changes in it).
     async fn apply_pull(
         &mut self,
         tx: &mut SqliteConnection,
         pull: &gridsync_proto::DocPull,
         device: DeviceId,
-    ) -> Result<(), SyncError> {
-        let changes = pull
-            .changes
-            .iter()
-            .map(|b| Change::from_bytes(b.to_vec()))
-            .collect::<Result<Vec<_>, _>>()
+    ) -> Result<usize, SyncError> {
+        let changes = pulled_changes(&pull.changes)
             .map_err(|e| SyncError::BadResponse(format!("document {}: {e}", pull.doc)))?;
+        let count = changes.len();
         let message = pull
             .sync
             .as_ref()
@@ -706,7 +731,7 @@ impl SyncSession {
             .transpose()
             .map_err(|e| SyncError::BadResponse(format!("sync message for {}: {e}", pull.doc)))?;
         let Some(mut doc) = Box::pin(self.merge_pull(tx, pull.doc, changes, message)).await? else {
-            return Ok(());
+            return Ok(count);
         };
         let server_heads = from_hashes(&pull.heads);
         if !server_heads.is_empty() && has_all(&mut doc, &server_heads) {
@@ -731,7 +756,7 @@ impl SyncSession {
                 self.fallback.remove(&pull.doc);
             }
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Stops writing under the current actor (the server saw a copy of this store use it too):
@@ -811,7 +836,7 @@ impl SyncSession {
         let device = self.store.device();
         let mut sp = (&mut *tx).begin().await?;
         match Box::pin(self.apply_pull(&mut sp, &pull, device)).await {
-            Ok(()) => {
+            Ok(_) => {
                 sp.commit().await?;
                 sqlx::query("DELETE FROM quarantine_changes WHERE doc_id = $1")
                     .bind(id.to_string())

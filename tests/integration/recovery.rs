@@ -120,6 +120,7 @@ async fn a_large_backlog_is_paged_and_still_converges() {
             max_bytes: 4 * 1024,
             max_changes: 7,
             max_docs: 5,
+            ..PullBudget::default()
         },
         ..Config::default()
     };

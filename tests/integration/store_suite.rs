@@ -124,6 +124,7 @@ store_suite!(
     projections_rebuild_to_the_same_rows,
     live_sync_wakes_for_its_scope_only,
     texts_sort_and_range_byte_wise,
+    a_first_sync_gets_each_document_as_one_snapshot,
 );
 
 fn visit(text: &str) -> Visit {
@@ -273,6 +274,41 @@ async fn a_case_reaches_its_department_only_and_comes_back<S: Storage + Clone>(r
         .await;
     cc.sync(&clerk, 20).await.expect("sync");
     cs.sync(&stranger, 20).await.expect("sync");
+    // A department is never sent a snapshot (it may read only what it was sent the case
+    // for), even when it asks for them.
+    let token = clerk
+        .meta("device_token")
+        .await
+        .expect("meta")
+        .expect("token");
+    let (clerk_device, _) = rig
+        .server
+        .storage
+        .device_by_token(&secret_hash(&token))
+        .await
+        .expect("lookup")
+        .expect("known");
+    let pull = rig
+        .server
+        .storage
+        .pull(
+            &clerk_device,
+            &automerge::ActorId::random(),
+            &Cursor::default(),
+            PullBudget {
+                snapshots: true,
+                ..PullBudget::default()
+            },
+        )
+        .await
+        .expect("pull");
+    assert!(
+        pull.docs
+            .iter()
+            .flat_map(|d| &d.changes)
+            .all(|c| c.get(8) != Some(&0)),
+        "changes only"
+    );
     let c: Case = clerk.read(id).await.expect("the lead department has it");
     assert_eq!(derive(&c).status, Status::Dispatched);
     assert!(stranger.load(id).await.is_err(), "{other} does not");
@@ -708,4 +744,78 @@ async fn texts_sort_and_range_byte_wise<S: Storage + Clone>(rig: &Rig<S>) {
     assert_eq!(community.len(), 2);
     let order: Vec<&str> = village.iter().map(|h| h.grid.as_str()).collect();
     assert_eq!(order, grids.to_vec());
+}
+
+async fn a_first_sync_gets_each_document_as_one_snapshot<S: Storage + Clone>(rig: &Rig<S>) {
+    let (a, ca) = rig.phone("周网格", Role::Worker, &[GRID_A], None).await;
+    let id = a
+        .create(code(GRID_A), &gridsync_core::sample::household(5, 3, 0))
+        .await
+        .expect("household");
+    for n in 0..100 {
+        a.update::<Household>(id, |h| {
+            h.visits
+                .insert(RecordId::new(), visit(&format!("第 {n} 次")));
+        })
+        .await
+        .expect("visit");
+    }
+    ca.sync(&a, 20).await.expect("sync");
+    let reader = gridsync_server::auth::Device {
+        id: gridsync_proto::DeviceId::new(),
+        name: "新手机".into(),
+        role: Role::Worker,
+        scopes: vec![code(GRID_A)],
+        department: None,
+    };
+    let actor = automerge::ActorId::random();
+    let storage = &rig.server.storage;
+    let history = storage
+        .pull(&reader, &actor, &Cursor::default(), PullBudget::default())
+        .await
+        .expect("pull");
+    assert_eq!(
+        history.docs[0].changes.len(),
+        101,
+        "an old phone gets every change"
+    );
+    let snapshot = storage
+        .pull(
+            &reader,
+            &actor,
+            &Cursor::default(),
+            PullBudget {
+                snapshots: true,
+                ..PullBudget::default()
+            },
+        )
+        .await
+        .expect("pull");
+    let blobs = &snapshot.docs[0].changes;
+    assert_eq!(blobs.len(), 1, "one compacted snapshot");
+    assert_eq!(blobs[0][8], 0, "an Automerge document chunk");
+    let sent = |p: &gridsync_server::storage::Pull| -> usize {
+        p.docs[0].changes.iter().map(|c| c.len()).sum()
+    };
+    assert!(sent(&snapshot) < sent(&history), "smaller than the history");
+    // Past the start, changes again: the cursor of the snapshot pull reads nothing new.
+    assert!(
+        !storage
+            .has_news(&reader, Some(&actor), &snapshot.cursor)
+            .await
+            .expect("news")
+    );
+    // A new phone syncing for real gets the same document.
+    let (b, cb) = rig.phone("吴网格", Role::Worker, &[GRID_A], None).await;
+    let report = cb.sync(&b, 20).await.expect("sync");
+    assert_eq!(report.pulled_docs, 1);
+    let mut mine = b.load(id).await.expect("the new phone has it");
+    let mut theirs = storage.load(id).await.expect("load").expect("stored");
+    assert_eq!(mine.record_json(), theirs.record_json());
+    assert_eq!(
+        mine.heads(),
+        theirs.heads(),
+        "the same history, not a copy of the state"
+    );
+    assert!(report.bytes_received < sent(&history), "{report:?}");
 }

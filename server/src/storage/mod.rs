@@ -378,6 +378,9 @@ pub struct PullBudget {
     pub max_changes: usize,
     /// Most documents in one response.
     pub max_docs: usize,
+    /// The asker reads compacted snapshots (protocol 4): on its first read of a grid feed,
+    /// each document goes as one snapshot rather than its whole change history.
+    pub snapshots: bool,
 }
 
 impl Default for PullBudget {
@@ -386,6 +389,7 @@ impl Default for PullBudget {
             max_bytes: 4 * 1024 * 1024,
             max_changes: 5_000,
             max_docs: 1_000,
+            snapshots: false,
         }
     }
 }

@@ -42,6 +42,9 @@ pub(super) struct FeedRow {
     whole: bool,
     /// The bytes it sends.
     size: usize,
+    /// It came from a grid feed the device reads from the start, and the device reads
+    /// snapshots: its document may go as one compacted snapshot instead of its history.
+    snapshot: bool,
 }
 
 /// How many changes' bytes one query reads by sequence number.
@@ -311,6 +314,36 @@ impl SqlStorage {
     }
 }
 
+/// A document as its stored snapshot followed by the changes stored after it, or `None` when
+/// it has no snapshot or the snapshot is larger than one wire blob may be (then it goes
+/// change by change).
+async fn snapshot_parts(conn: &mut Conn, doc: &str) -> Result<Option<Vec<Vec<u8>>>, StorageError> {
+    let Some((snapshot, snapshot_seq)) = sqlx::query_as::<_, (Option<Vec<u8>>, i64)>(
+        "SELECT snapshot, snapshot_seq FROM docs WHERE doc_id = $1",
+    )
+    .bind(doc)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(snapshot) =
+        snapshot.filter(|s| !s.is_empty() && s.len() <= gridsync_proto::limits::MAX_CHANGE_BYTES)
+    else {
+        return Ok(None);
+    };
+    let after: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT bytes FROM changes WHERE doc_id = $1 AND seq > $2 ORDER BY seq")
+            .bind(doc)
+            .bind(snapshot_seq)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut parts = Vec::with_capacity(after.len() + 1);
+    parts.push(snapshot);
+    parts.extend(after);
+    Ok(Some(parts))
+}
+
 /// What a device's cursor means against this database now.
 struct CursorHere {
     /// The newest sequence number handed out.
@@ -471,6 +504,9 @@ impl Storage for SqlStorage {
             if start >= max {
                 continue;
             }
+            // Department feeds never: a department may read only what was written while it
+            // held the case, and a snapshot is the whole document.
+            let snapshot = budget.snapshots && start == 0 && !scope.starts_with("dept:");
             // A whole-document row weighs what it sends: the document's changes up to the row.
             let found: Vec<(i64, Option<String>, Option<String>, i64)> =
                 sqlx::query_as(AssertSqlSafe(format!(
@@ -502,12 +538,14 @@ impl Storage for SqlStorage {
                                 doc,
                                 whole: true,
                                 size,
+                                snapshot: false,
                             }),
                             (None, Some(doc)) => Some(FeedRow {
                                 seq,
                                 doc,
                                 whole: false,
                                 size,
+                                snapshot,
                             }),
                             (None, None) => None,
                         }
@@ -559,8 +597,25 @@ impl Storage for SqlStorage {
                 .insert(scope.clone(), position(scope).max(horizon));
         }
         let mut bytes_loaded = 0usize;
+        // A first read of a grid: each document as its stored snapshot and the changes after
+        // it (everything up to now, so later rows of it re-send changes the phone already
+        // has, which it ignores), instead of change by change.
+        let mut snapshots: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.snapshot) {
+            if snapshots.contains_key(&r.doc) {
+                continue;
+            }
+            if let Some(parts) = snapshot_parts(&mut tx, &r.doc).await? {
+                bytes_loaded += parts.iter().map(Vec::len).sum::<usize>();
+                snapshots.insert(r.doc.clone(), parts);
+            }
+        }
         let mut single: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
-        let wanted: Vec<i64> = rows.iter().filter(|r| !r.whole).map(|r| r.seq).collect();
+        let wanted: Vec<i64> = rows
+            .iter()
+            .filter(|r| !(r.whole || (r.snapshot && snapshots.contains_key(&r.doc))))
+            .map(|r| r.seq)
+            .collect();
         for chunk in wanted.chunks(BYTES_BY_SEQ_BATCH) {
             let mut query =
                 sqlx::query_as::<_, (i64, Vec<u8>)>(AssertSqlSafe(bytes_by_seq_sql().as_str()));
@@ -575,8 +630,20 @@ impl Storage for SqlStorage {
         }
         let mut docs: Vec<DocPull> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut snapshotted = std::collections::BTreeSet::new();
         for r in rows {
-            let changes: Vec<Vec<u8>> = if r.whole {
+            let snapshot = if r.snapshot {
+                snapshots.remove(&r.doc)
+            } else {
+                None
+            };
+            let changes: Vec<Vec<u8>> = if let Some(parts) = snapshot {
+                // Sent once, with the document's first row; nothing for its later rows.
+                snapshotted.insert(r.doc.clone());
+                parts
+            } else if r.snapshot && snapshotted.contains(&r.doc) {
+                Vec::new()
+            } else if r.whole {
                 let all: Vec<Vec<u8>> = sqlx::query_scalar(
                     "SELECT bytes FROM changes WHERE doc_id = $1 AND seq <= $2 ORDER BY seq",
                 )
