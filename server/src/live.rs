@@ -62,6 +62,12 @@ async fn live<S: Storage>(
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => Cursor::default(),
         Some(text) => {
+            if text.len() > 2 * gridsync_proto::limits::MAX_CURSOR_BYTES {
+                return Err(ApiError::BadQuery(format!(
+                    "cursor: longer than {} bytes",
+                    gridsync_proto::limits::MAX_CURSOR_BYTES
+                )));
+            }
             let bytes = hex::decode(text)
                 .map_err(|e| ApiError::BadQuery(format!("cursor: not hex ({e})")))?;
             Cursor::decode(&bytes).map_err(|e| ApiError::BadQuery(format!("cursor: {e}")))?
@@ -76,6 +82,14 @@ async fn live<S: Storage>(
                 .map_err(|e| ApiError::BadQuery(format!("actor: not hex ({e})")))
         })
         .transpose()?;
+    if let Some(actor) = &actor
+        && gridsync_core::document::device_of(actor) != Some(device.id)
+    {
+        return Err(ApiError::ForeignActor {
+            actor: actor.to_hex_string(),
+            device: device.id.to_string(),
+        });
+    }
     let wait = q.wait.unwrap_or(25);
     if !(1..=MAX_WAIT_SECS).contains(&wait) {
         return Err(ApiError::BadQuery(format!(
@@ -104,6 +118,11 @@ async fn live<S: Storage>(
             if notice.concerns(&feeds) {
                 break;
             }
+        }
+        // Revoked (or re-enrolled with another binding) while waiting: answer as a new
+        // request would.
+        if authenticate(&state, &headers).await?.feed_scopes() != feeds {
+            return Err(ApiError::Revoked);
         }
     }
 }

@@ -237,7 +237,12 @@ impl SqlStorage {
             sqlx::query_scalar("SELECT value FROM server_meta WHERE key = 'projection_version'")
                 .fetch_optional(&storage.pool)
                 .await?;
-        if version.as_deref() != Some(PROJECTION_VERSION) {
+        // Rebuilt when older than this build's (or absent), never when newer: during a rolling
+        // upgrade of several processes on one database, an old process restarting must not
+        // turn the new projections back.
+        let stored: Option<u32> = version.as_deref().and_then(|v| v.parse().ok());
+        let ours: u32 = PROJECTION_VERSION.parse().unwrap_or(0);
+        if stored.is_none_or(|v| v < ours) {
             storage.rebuild_projections().await?;
             sqlx::query(
                 "INSERT INTO server_meta (key, value) VALUES ('projection_version', $1) \
@@ -600,13 +605,25 @@ impl Storage for SqlStorage {
         // A first read of a grid: each document as its stored snapshot and the changes after
         // it (everything up to now, so later rows of it re-send changes the phone already
         // has, which it ignores), instead of change by change.
+        // Snapshots weigh what they send, on top of the rows' budget: once they have taken
+        // `max_bytes`, the page's other documents go change by change (within the budget
+        // already), so a response stays under twice the budget, far below the message limit.
         let mut snapshots: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut snapshot_bytes = 0usize;
         for r in rows.iter().filter(|r| r.snapshot) {
             if snapshots.contains_key(&r.doc) {
                 continue;
             }
+            if snapshot_bytes >= budget.max_bytes {
+                break;
+            }
             if let Some(parts) = snapshot_parts(&mut tx, &r.doc).await? {
-                bytes_loaded += parts.iter().map(Vec::len).sum::<usize>();
+                let size = parts.iter().map(Vec::len).sum::<usize>();
+                if snapshot_bytes > 0 && snapshot_bytes + size > budget.max_bytes {
+                    break;
+                }
+                snapshot_bytes += size;
+                bytes_loaded += size;
                 snapshots.insert(r.doc.clone(), parts);
             }
         }
@@ -917,7 +934,9 @@ impl Storage for SqlStorage {
     }
 
     async fn search_residents(&self, name: &str) -> Result<Vec<ResidentRow>, StorageError> {
-        let pattern = format!("%{}%", name.trim().replace(['%', '_'], ""));
+        // Wildcards and PostgreSQL's LIKE escape character are taken out: a name is matched as
+        // text on both backends.
+        let pattern = format!("%{}%", name.trim().replace(['%', '_', '\\'], ""));
         Ok(sqlx::query_as(
             "SELECT * FROM p_residents WHERE name LIKE $1 ORDER BY name, household_id, resident_id LIMIT 500",
         )
