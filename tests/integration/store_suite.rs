@@ -127,6 +127,17 @@ store_suite!(
     a_first_sync_gets_each_document_as_one_snapshot,
 );
 
+/// A worker device of grid A that enrolled nowhere: a reader for pulls straight from storage.
+fn grid_a_reader() -> gridsync_server::auth::Device {
+    gridsync_server::auth::Device {
+        id: gridsync_proto::DeviceId::new(),
+        name: "reader".into(),
+        role: Role::Worker,
+        scopes: vec![code(GRID_A)],
+        department: None,
+    }
+}
+
 fn visit(text: &str) -> Visit {
     Visit {
         worker: "网格员".into(),
@@ -328,14 +339,14 @@ async fn a_case_reaches_its_department_only_and_comes_back<S: Storage + Clone>(r
 
 async fn a_code_enrolls_one_device_and_revocation_holds<S: Storage + Clone>(rig: &Rig<S>) {
     let storage = &rig.server.storage;
-    let code = gridsync_server::auth::new_enrollment_code();
-    let hash = secret_hash(&normalize_code(&code));
+    let enrollment_code = gridsync_server::auth::new_enrollment_code();
+    let hash = secret_hash(&normalize_code(&enrollment_code));
     storage
         .create_enrollment(
             &hash,
             "周网格",
             Role::Worker,
-            &[code_of(GRID_A)],
+            &[code(GRID_A)],
             None,
             None,
             i64::MAX,
@@ -378,10 +389,6 @@ async fn a_code_enrolls_one_device_and_revocation_holds<S: Storage + Clone>(rig:
     assert!(revoked.is_some(), "a revoked token stays revoked");
 }
 
-fn code_of(s: &str) -> GridCode {
-    code(s)
-}
-
 async fn a_long_feed_pages_without_losing_a_change<S: Storage + Clone>(rig: &Rig<S>) {
     let (a, ca) = rig.phone("周网格", Role::Worker, &[GRID_A], None).await;
     let households: Vec<Household> = (0..120)
@@ -393,23 +400,7 @@ async fn a_long_feed_pages_without_losing_a_change<S: Storage + Clone>(rig: &Rig
         .expect("households");
     ca.sync(&a, 50).await.expect("sync");
     // A reader pulls the grid in pages of at most 7 documents.
-    let device = rig
-        .server
-        .storage
-        .devices()
-        .await
-        .expect("devices")
-        .into_iter()
-        .next()
-        .expect("the worker's device");
-    let reader = gridsync_server::auth::Device {
-        id: gridsync_proto::DeviceId::new(),
-        name: "reader".into(),
-        role: Role::Worker,
-        scopes: vec![code(GRID_A)],
-        department: None,
-    };
-    assert_ne!(reader.id.to_string(), device.device);
+    let reader = grid_a_reader();
     let actor = automerge::ActorId::random();
     let budget = PullBudget {
         max_docs: 7,
@@ -464,13 +455,7 @@ async fn a_new_epoch_starts_every_cursor_over<S: Storage + Clone>(rig: &Rig<S>) 
         .await
         .expect("household");
     ca.sync(&a, 20).await.expect("sync");
-    let reader = gridsync_server::auth::Device {
-        id: gridsync_proto::DeviceId::new(),
-        name: "reader".into(),
-        role: Role::Worker,
-        scopes: vec![code(GRID_A)],
-        department: None,
-    };
+    let reader = grid_a_reader();
     let actor = automerge::ActorId::random();
     let storage = &rig.server.storage;
     let first = storage
@@ -761,13 +746,7 @@ async fn a_first_sync_gets_each_document_as_one_snapshot<S: Storage + Clone>(rig
         .expect("visit");
     }
     ca.sync(&a, 20).await.expect("sync");
-    let reader = gridsync_server::auth::Device {
-        id: gridsync_proto::DeviceId::new(),
-        name: "新手机".into(),
-        role: Role::Worker,
-        scopes: vec![code(GRID_A)],
-        department: None,
-    };
+    let reader = grid_a_reader();
     let actor = automerge::ActorId::random();
     let storage = &rig.server.storage;
     let history = storage
