@@ -1,4 +1,4 @@
-//! The HTTP surface: `POST /v1/sync`, `POST /v1/enroll`, `GET /healthz`.
+//! The HTTP surface: `POST /v1/sync`, `POST /v1/enroll`, `GET /healthz`, `GET /metrics`.
 //!
 //! Handlers are thin: parse, authenticate, call storage, map the result. Every failure of one
 //! request becomes that request's typed error; nothing a client sends can take the process down.
@@ -23,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::metrics::Phase;
 use gridsync_core::Document;
 use gridsync_core::clock::now_ms;
 use gridsync_core::records::{Case, CaseSource, Gps, Party, Urgency, polygon_contains};
@@ -361,6 +362,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
     let timeout = state.config.request_timeout;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::<S>))
         .route("/v1/enroll", post(enroll::<S>))
         .route(
             "/v1/sync",
@@ -552,6 +554,23 @@ pub(crate) fn expect_content_type(
     }
 }
 
+/// `GET /metrics`: per-phase timings and cache counters (Prometheus text; counters only, no
+/// names or records, see `crate::metrics`).
+async fn metrics<S: Storage>(State(state): State<AppState<S>>) -> Response {
+    let text = state
+        .storage
+        .phases()
+        .render(state.storage.doc_cache_stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -611,10 +630,15 @@ async fn sync<S: Storage>(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     // Admitted by `admit_queued` before the body was read.
+    let phases = state.storage.phases();
+    let timer = phases.time(Phase::Auth);
     let device = authenticate(&state, &headers).await?;
+    drop(timer);
+    let timer = phases.time(Phase::Decode);
     expect_content_type(&headers, gridsync_proto::CONTENT_TYPE)?;
     let body = read_body(body)?;
     let req = SyncRequest::decode(&body)?;
+    drop(timer);
     if req.device != device.id {
         return Err(ApiError::DeviceMismatch {
             claimed: req.device.to_string(),
@@ -640,6 +664,7 @@ async fn sync<S: Storage>(
     let cursor = Cursor::decode(&req.cursor).map_err(ApiError::BadCursor)?;
     let receipt = crate::storage::Receipt::now(req.clock);
     let merged = state.storage.merge(&device, &req.docs, receipt).await?;
+    let timer = phases.time(Phase::Pull);
     let pull = state
         .storage
         .pull(
@@ -652,6 +677,8 @@ async fn sync<S: Storage>(
             },
         )
         .await?;
+    drop(timer);
+    let _timer = phases.time(Phase::Encode);
     let mut docs = pull.docs;
     docs.extend(merged.sync_replies);
     // Answered in the version asked in: the layout is the same, and an older phone refuses a

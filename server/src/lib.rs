@@ -9,6 +9,8 @@
 //! - [`indicators`]: closed-loop indicators computed from the case projection.
 //! - [`register`]: register import (Excel/CSV households and residents) and exports (case
 //!   ledger, indicators, household archive as XLSX/CSV).
+//! - [`metrics`]: per-phase timings of sync requests and the document cache's counters
+//!   (`GET /metrics`).
 //! - [`photos`]: photo files: resumable (tus) uploads, scoped downloads, evidence checks.
 
 pub mod auth;
@@ -17,6 +19,7 @@ pub mod http;
 pub mod indicators;
 pub mod live;
 pub mod merge;
+pub mod metrics;
 pub mod photos;
 pub mod register;
 pub mod storage;

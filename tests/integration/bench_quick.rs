@@ -36,6 +36,10 @@ fn bench_quick_runs_every_scenario() {
         "storm_p99_ms_postgres",
         "storm_seconds_postgres_2proc",
         "storm_server_cpu_ms_per_change_postgres_2proc",
+        "storm_phase_merge_ms_per_change",
+        "storm_phase_commit_ms_per_change_postgres",
+        "hot_doc_push_ms_cached",
+        "hot_doc_push_ms_uncached",
         "first_sync_seconds",
         "first_sync_bytes",
         "import_50k_residents_s",
@@ -66,6 +70,9 @@ fn bench_quick_runs_every_scenario() {
         );
     }
     assert_eq!(n("first_sync_docs"), 350.0);
+    // Every push after the first to the hot document merged on the cached copy, none without.
+    assert_eq!(n("hot_doc_cache_hits"), n("hot_doc_pushes"));
+    assert_eq!(n("hot_doc_cache_hits_uncached"), 0.0);
     // The register went in whole (checked row by row inside) and the ledger has every case.
     assert_eq!(n("import_residents"), 600.0);
     assert_eq!(n("export_cases"), 300.0);

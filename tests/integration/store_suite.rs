@@ -76,6 +76,14 @@ impl<S: Storage + Clone> Rig<S> {
         (store, client)
     }
 
+    /// A second store on the same database, as another server process would open it.
+    pub async fn second_storage(&self) -> S
+    where
+        S: Reopen,
+    {
+        S::reopen(self).await
+    }
+
     pub async fn finish(self) {
         let Rig { server, dir, db } = self;
         server.storage.close().await;
@@ -84,6 +92,32 @@ impl<S: Storage + Clone> Rig<S> {
         if let Some(db) = db {
             db.drop_now().await.expect("drop the test database");
         }
+    }
+}
+
+/// Opening a backend's database again, as another process.
+pub trait Reopen: Storage + Clone + Sized {
+    fn reopen(rig: &Rig<Self>) -> impl std::future::Future<Output = Self> + Send;
+}
+
+impl Reopen for SqliteStorage {
+    async fn reopen(rig: &Rig<Self>) -> Self {
+        SqliteStorage::open(rig.dir.path())
+            .await
+            .expect("the same SQLite file again")
+    }
+}
+
+impl Reopen for PgStorage {
+    async fn reopen(rig: &Rig<Self>) -> Self {
+        let url = &rig
+            .db
+            .as_ref()
+            .expect("a PostgreSQL rig has its database")
+            .url;
+        PgStorage::connect(url)
+            .await
+            .expect("the same PostgreSQL database again")
     }
 }
 
@@ -125,6 +159,7 @@ store_suite!(
     live_sync_wakes_for_its_scope_only,
     texts_sort_and_range_byte_wise,
     a_first_sync_gets_each_document_as_one_snapshot,
+    a_hot_document_merges_from_the_cache_and_never_over_another_servers_write,
 );
 
 /// A worker device of grid A that enrolled nowhere: a reader for pulls straight from storage.
@@ -797,4 +832,89 @@ async fn a_first_sync_gets_each_document_as_one_snapshot<S: Storage + Clone>(rig
         "the same history, not a copy of the state"
     );
     assert!(report.bytes_received < sent(&history), "{report:?}");
+}
+
+/// The merge path keeps hot documents decoded; a write by another process on the same
+/// database makes the cached copy stale, and the next merge must start from what is stored.
+async fn a_hot_document_merges_from_the_cache_and_never_over_another_servers_write<S: Reopen>(
+    rig: &Rig<S>,
+) {
+    let (a, ca) = rig.phone("周网格", Role::Worker, &[GRID_A], None).await;
+    let (b, _) = rig.phone("吴网格", Role::Worker, &[GRID_A], None).await;
+    let id = a
+        .create(code(GRID_A), &gridsync_core::sample::household(3, 2, 0))
+        .await
+        .expect("household");
+    ca.sync(&a, 20).await.expect("sync");
+    let hits = rig.server.storage.doc_cache_stats().hits;
+    a.update::<Household>(id, |h| {
+        h.visits.insert(RecordId::new(), visit("一"));
+    })
+    .await
+    .expect("edit");
+    ca.sync(&a, 20).await.expect("sync");
+    assert_eq!(
+        rig.server.storage.doc_cache_stats().hits,
+        hits + 1,
+        "the second push to a document merges on the cached copy"
+    );
+    // Another process on the same database takes phone b's edit; this server's cached copy
+    // is now one version behind.
+    let other = LocalServer::serve(rig.second_storage().await, Config::default())
+        .await
+        .expect("second server");
+    let cb = SyncClient::new(&other.url, quick_retry()).expect("client");
+    cb.sync(&b, 20).await.expect("sync b");
+    b.update::<Household>(id, |h| {
+        h.visits.insert(RecordId::new(), visit("二"));
+        h.address = "城南路 9 号".into();
+    })
+    .await
+    .expect("edit b");
+    cb.sync(&b, 20).await.expect("sync b");
+    let misses = rig.server.storage.doc_cache_stats().misses;
+    a.update::<Household>(id, |h| {
+        h.visits.insert(RecordId::new(), visit("三"));
+    })
+    .await
+    .expect("edit a");
+    ca.sync(&a, 20).await.expect("sync a");
+    assert_eq!(
+        rig.server.storage.doc_cache_stats().misses,
+        misses + 1,
+        "a stale cached copy is read again from the database"
+    );
+    cb.sync(&b, 20).await.expect("sync b");
+    let stored = rig
+        .server
+        .storage
+        .load(id)
+        .await
+        .expect("load")
+        .expect("stored");
+    let want = stored.record_json();
+    assert_eq!(
+        want["visits"].as_object().map(|v| v.len()),
+        Some(3),
+        "{want}"
+    );
+    assert_eq!(want["address"], "城南路 9 号");
+    for (who, store) in [("a", &a), ("b", &b)] {
+        assert_eq!(
+            store.load(id).await.expect(who).record_json(),
+            want,
+            "{who}"
+        );
+    }
+    let rows = rig
+        .server
+        .storage
+        .households(Some(&code(GRID_A)))
+        .await
+        .expect("projection");
+    assert_eq!(
+        rows[0].visit_count, 3,
+        "the projection was computed on every edit"
+    );
+    other.storage.close().await;
 }

@@ -12,6 +12,7 @@ use crate::auth::{
     Role, check_enrollment, new_enrollment_code, new_token, normalize_code, parse_scopes,
     secret_hash,
 };
+use crate::storage::doc_cache::DocCacheLimits;
 use crate::{AppState, Config, PgStorage, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
 
@@ -75,6 +76,10 @@ enum Command {
         /// flagged.
         #[arg(long, default_value_t = gridsync_core::evidence::DEFAULT_RADIUS_M)]
         evidence_radius_m: f64,
+        /// Memory (MiB, estimated) for decoded documents the merge reuses; 0 turns the cache
+        /// off.
+        #[arg(long, default_value_t = 256)]
+        doc_cache_mb: usize,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -188,22 +193,39 @@ async fn run(cli: Cli) -> Result<()> {
         )?,
         None => Reference::builtin(),
     };
+    let cache = match &cli.command {
+        Command::Serve { doc_cache_mb, .. } => doc_cache_limits(*doc_cache_mb),
+        _ => DocCacheLimits::OFF,
+    };
     match cli.database.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let storage = PgStorage::connect(url)
                 .await
-                .with_context(|| format!("connecting to {}", redact_url(url)))?;
+                .with_context(|| format!("connecting to {}", redact_url(url)))?
+                .with_doc_cache(cache);
             run_on(cli, reference, storage).await
         }
         Some(other) => anyhow::bail!(
             "--database: {other:?} is not a postgres:// URL (leave it out for SQLite in --data-dir)"
         ),
         None => {
-            let storage = SqliteStorage::open(&cli.data_dir).await.with_context(|| {
-                format!("opening the data directory {}", cli.data_dir.display())
-            })?;
+            let storage = SqliteStorage::open(&cli.data_dir)
+                .await
+                .with_context(|| format!("opening the data directory {}", cli.data_dir.display()))?
+                .with_doc_cache(cache);
             run_on(cli, reference, storage).await
         }
+    }
+}
+
+/// The document cache for `--doc-cache-mb` (about 16 documents per MiB at most).
+fn doc_cache_limits(mb: usize) -> DocCacheLimits {
+    if mb == 0 {
+        return DocCacheLimits::OFF;
+    }
+    DocCacheLimits {
+        max_docs: mb.saturating_mul(16).max(64),
+        max_bytes: mb.saturating_mul(1 << 20),
     }
 }
 
@@ -231,6 +253,7 @@ async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Resul
             request_timeout,
             photos,
             evidence_radius_m,
+            doc_cache_mb: _,
         } => {
             anyhow::ensure!(
                 evidence_radius_m.is_finite() && evidence_radius_m > 0.0,

@@ -19,6 +19,7 @@ use gridsync_proto::{DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLe
 
 use crate::auth::{Device, Role};
 
+pub mod doc_cache;
 mod photos;
 mod postgres;
 mod register;
@@ -465,6 +466,10 @@ pub trait Storage: PhotoStorage + RegisterStorage + Send + Sync + 'static {
     fn close(&self) -> impl Future<Output = ()> + Send;
     /// Notices of committed changes, for live sync.
     fn watch(&self) -> ChangeWatch;
+    /// Where sync requests spend their time (shared with the HTTP layer).
+    fn phases(&self) -> &crate::metrics::Phases;
+    /// The document cache's counters now.
+    fn doc_cache_stats(&self) -> doc_cache::DocCacheStats;
     /// Whether `device` has anything to pull past `cursor` (changes by other actors than
     /// `replica` in its feeds, or a cursor this server would start over).
     fn has_news(

@@ -332,6 +332,7 @@ pub async fn storm(phones: usize, target: StormTarget, out: &mut Map<String, Val
             .sum::<Option<f64>>()
     };
     let cpu_before = cpu(&servers);
+    let phases_before = phase_seconds(&http, &servers).await?;
     let start = Instant::now();
     let tasks: Vec<_> = prepared
         .iter()
@@ -352,8 +353,18 @@ pub async fn storm(phones: usize, target: StormTarget, out: &mut Map<String, Val
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu(&servers).zip(cpu_before).map(|(a, b)| a - b);
+    let phases = phase_seconds(&http, &servers).await?;
     latencies.sort_by(f64::total_cmp);
     let k = |name: &str| format!("{name}{}", target.suffix());
+    // Where the server's time went: each phase's time summed over requests (so phases that
+    // wait, like the lock, can add up to more than the wall time), per change stored.
+    for (label, after) in &phases {
+        let before = phases_before.get(label).copied().unwrap_or(0.0);
+        out.insert(
+            k(&format!("storm_phase_{label}_ms_per_change")),
+            json!((after - before) * 1000.0 / changes as f64),
+        );
+    }
     out.insert(k("storm_devices"), json!(phones));
     out.insert(k("storm_changes"), json!(changes));
     out.insert(k("storm_seconds"), json!(seconds));
@@ -370,6 +381,30 @@ pub async fn storm(phones: usize, target: StormTarget, out: &mut Map<String, Val
         db.drop_now().await?;
     }
     Ok(())
+}
+
+/// Each phase's seconds so far, summed over `servers` (their `/metrics`).
+async fn phase_seconds(
+    http: &reqwest::Client,
+    servers: &[ServerProcess],
+) -> Result<std::collections::BTreeMap<&'static str, f64>> {
+    use gridsync_server::metrics::{Phase, sample};
+    let mut sums = std::collections::BTreeMap::new();
+    for server in servers {
+        let text = http
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        for phase in Phase::ALL {
+            let v = sample(&text, "gridsync_phase_seconds_total", Some(phase.label()))
+                .with_context(|| format!("/metrics has no {} phase", phase.label()))?;
+            *sums.entry(phase.label()).or_insert(0.0) += v;
+        }
+    }
+    Ok(sums)
 }
 
 pub(super) fn case(n: usize, actor: &Actor) -> Result<Case> {

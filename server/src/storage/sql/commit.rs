@@ -22,6 +22,8 @@ use super::{
 use super::{Conn, projection_sql};
 use crate::auth::{Device, department_scope};
 use crate::merge::{Merged, Rejection, merge_push};
+use crate::metrics::Phase;
+use crate::storage::doc_cache::CachedDoc;
 
 /// The newest entry of the change log while a merge appends to it: the sequence counter (also
 /// advanced by whole-document feed rows) and the newest change's chain hash.
@@ -111,6 +113,8 @@ pub(super) struct Ready {
     new_changes: Vec<Change>,
     created: bool,
     pending_before: i64,
+    /// Length of the document's stored form once this commit is written.
+    stored_len: usize,
     heads: Vec<automerge::ChangeHash>,
     /// A fresh snapshot, when the document is new or has gathered enough changes.
     snapshot: Option<Vec<u8>>,
@@ -130,12 +134,22 @@ impl Ready {
         mut doc: Document,
         new_changes: Vec<Change>,
         created: bool,
-        pending_before: i64,
+        (pending_before, stored_len_before): (i64, usize),
         times: Vec<(String, i64)>,
         rows: Option<Projection>,
     ) -> Result<Self, StorageError> {
         let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
         let snapshot = (created || pending > SNAPSHOT_AFTER).then(|| doc.save());
+        let stored_len = match &snapshot {
+            Some(s) => s.len(),
+            None => {
+                stored_len_before
+                    + new_changes
+                        .iter()
+                        .map(|c| c.raw_bytes().len())
+                        .sum::<usize>()
+            }
+        };
         let changed = created || !new_changes.is_empty();
         let rows = match rows {
             Some(rows) => Some(rows),
@@ -165,6 +179,7 @@ impl Ready {
             new_changes,
             created,
             pending_before,
+            stored_len,
             snapshot,
             rows,
             departments,
@@ -215,23 +230,61 @@ async fn dept_member(
     })
 }
 
-/// Reads what the merge needs (in one read transaction, so bytes, version and membership
-/// agree) and runs the Automerge work on the blocking pool.
-/// What a merge reads of one document: its bytes and version, and the device's membership.
+/// What a merge reads of one document: its stored state and version, and the device's
+/// membership.
 struct Inputs {
-    stored: Option<StoredBytes>,
+    stored: Stored,
     member: bool,
 }
 
+/// A document's stored state as a merge starts from it.
+enum Stored {
+    /// Not stored yet.
+    Absent,
+    /// Read from the database, still to be decoded.
+    Bytes(StoredBytes),
+    /// Taken from the document cache at the version stored now.
+    Cached(CachedDoc, i64),
+}
+
+impl Stored {
+    fn version(&self) -> Option<i64> {
+        match self {
+            Stored::Absent => None,
+            Stored::Bytes(b) => Some(b.version),
+            Stored::Cached(_, v) => Some(*v),
+        }
+    }
+}
+
+/// Reads what the merge of `push` needs: the document from the cache when it holds the
+/// version stored now, from the database otherwise; and the device's membership.
 async fn read_inputs(
+    storage: &SqlStorage,
     conn: &mut Conn,
     device: &Device,
     push: &DocPush,
 ) -> Result<Inputs, StorageError> {
-    Ok(Inputs {
-        stored: load_bytes(conn, push.doc).await?,
-        member: dept_member(conn, device, push).await?,
-    })
+    let member = dept_member(conn, device, push).await?;
+    if let Some(held) = storage.cache.version_of(push.doc) {
+        let now = version_now(conn, push).await?;
+        if now == Some(held) {
+            if let Some(cached) = storage.cache.take(push.doc, held) {
+                return Ok(Inputs {
+                    stored: Stored::Cached(cached, held),
+                    member,
+                });
+            }
+        }
+    }
+    let stored = match load_bytes(conn, push.doc).await? {
+        Some(bytes) => {
+            storage.cache.missed();
+            Stored::Bytes(bytes)
+        }
+        None => Stored::Absent,
+    };
+    Ok(Inputs { stored, member })
 }
 
 /// Runs the Automerge work of one push on the blocking pool (no connection is held).
@@ -242,7 +295,7 @@ async fn prepare(
     push: &DocPush,
 ) -> Result<Prepared, StorageError> {
     let Inputs { stored, member } = inputs;
-    let version = stored.as_ref().map(|s| s.version);
+    let version = stored.version();
     let newest_schema = storage.newest_schema;
     let permit = storage
         .merge_cpu
@@ -251,8 +304,10 @@ async fn prepare(
         .await
         .map_err(|e| StorageError::Corrupt(format!("merge pool closed: {e}")))?;
     let (device, push) = (device.clone(), push.clone());
+    let phases = storage.phases.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _timer = phases.time(Phase::Merge);
         merge_one(&device, &push, stored, member, newest_schema)
     })
     .await
@@ -264,21 +319,26 @@ async fn prepare(
 fn merge_one(
     device: &Device,
     push: &DocPush,
-    stored: Option<StoredBytes>,
+    stored: Stored,
     member: bool,
     newest_schema: u32,
 ) -> Result<Outcome, StorageError> {
-    let stored_len = stored.as_ref().map_or(0, |s| s.bytes.len());
+    let stored_len = match &stored {
+        Stored::Absent => 0,
+        Stored::Bytes(s) => s.bytes.len(),
+        Stored::Cached(c, _) => c.stored_len,
+    };
     if let Err(rejection) = crate::merge::cost::check_memory(push, stored_len) {
         return Ok(Outcome::Rejected(rejection));
     }
     let (existing, pending) = match stored {
-        Some(s) => match decode_doc(push.doc, &s.bytes, newest_schema) {
+        Stored::Bytes(s) => match decode_doc(push.doc, &s.bytes, newest_schema) {
             Ok(doc) => (Some(doc), s.pending),
             Err(StorageError::Corrupt(why)) => return Ok(Outcome::Unreadable(why)),
             Err(e) => return Err(e),
         },
-        None => (None, 0),
+        Stored::Cached(c, _) => (Some(c.doc), c.pending),
+        Stored::Absent => (None, 0),
     };
     Ok(match merge_push(existing, device, push, member) {
         Err(rejection) => Outcome::Rejected(rejection),
@@ -295,7 +355,7 @@ fn merge_one(
                 *doc,
                 new_changes,
                 created,
-                pending,
+                (pending, stored_len),
                 times,
                 rows.map(|r| *r),
             )?),
@@ -328,9 +388,10 @@ pub(super) async fn merge(
     // agree), and give the connection back before the Automerge work.
     let mut inputs = Vec::with_capacity(pushes.len());
     {
+        let _timer = storage.phases.time(Phase::Read);
         let mut read = storage.pool.begin().await?;
         for push in pushes {
-            inputs.push(read_inputs(&mut read, device, push).await?);
+            inputs.push(read_inputs(storage, &mut read, device, push).await?);
         }
         read.rollback().await?;
     }
@@ -338,6 +399,7 @@ pub(super) async fn merge(
     for (push, input) in pushes.iter().zip(inputs) {
         prepared.push(prepare(storage, input, device, push).await?);
     }
+    let waiting = std::time::Instant::now();
     let _guard = storage.write_lock.lock().await;
     let mut tx = storage.pool.begin().await?;
     // Writing the counter first takes the write lock before anything is read.
@@ -345,6 +407,10 @@ pub(super) async fn merge(
         sqlx::query_scalar("UPDATE seq_counter SET value = value WHERE id = 1 RETURNING value")
             .fetch_one(&mut *tx)
             .await?;
+    storage.phases.record(Phase::LockWait, waiting.elapsed());
+    let _commit_timer = storage.phases.time(Phase::Commit);
+    // Documents as committed, for the cache once the transaction is durable.
+    let mut committed: Vec<(gridsync_proto::DocId, i64, Box<Ready>)> = Vec::new();
     let start_seq = seq;
     let mut tip = LogTip::read(&mut tx, seq).await?;
     if let Some(skew) = receipt.skew() {
@@ -361,7 +427,7 @@ pub(super) async fn merge(
             tip.flush(&mut tx).await?;
             // Another push changed this document since it was prepared: merge again on what
             // is stored now (under the lock, so nothing can move it again).
-            let input = read_inputs(&mut tx, device, push).await?;
+            let input = read_inputs(storage, &mut tx, device, push).await?;
             p = prepare(storage, input, device, push).await?;
         }
         let status = match p.outcome {
@@ -406,11 +472,18 @@ pub(super) async fn merge(
                 AckStatus::NeedSync
             }
             Outcome::Stored { ready, sync_reply } => {
-                if ready.created || !ready.new_changes.is_empty() {
-                    store_merged(&mut tx, device, &ready, &mut tip).await?;
+                storage.phases.merged(ready.new_changes.len());
+                let version = if ready.created || !ready.new_changes.is_empty() {
+                    let version = store_merged(&mut tx, device, &ready, &mut tip).await?;
                     store_time_flags(&mut tx, device, &ready, receipt).await?;
-                }
+                    Some(version)
+                } else {
+                    p.version
+                };
                 let heads: Vec<Hash> = ready.heads.iter().map(|h| h.0).collect();
+                if let Some(version) = version {
+                    committed.push((push.doc, version, ready));
+                }
                 if let Some(reply) = sync_reply {
                     outcome.sync_replies.push(DocPull {
                         doc: push.doc,
@@ -443,17 +516,41 @@ pub(super) async fn merge(
     storage.announce(&mut tx, &tip.touched).await?;
     tx.commit().await?;
     storage.announced(tip.touched);
+    for (id, version, ready) in committed {
+        let Ready {
+            doc,
+            pending_before,
+            new_changes,
+            snapshot,
+            stored_len,
+            ..
+        } = *ready;
+        let pending = match snapshot {
+            Some(_) => 0,
+            None => pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX),
+        };
+        storage.cache.put(
+            id,
+            version,
+            CachedDoc {
+                doc,
+                pending,
+                stored_len,
+            },
+        );
+    }
     Ok(outcome)
 }
 
 /// Writes a prepared merge: change rows and feed rows, the document's state, departments and
-/// projections. Only SQL: every Automerge step was done in [`Ready::new`].
+/// projections. Only SQL: every Automerge step was done in [`Ready::new`]. Returns the
+/// document's version (`docs.last_seq`) as written.
 pub(super) async fn store_merged(
     tx: &mut Conn,
     device: &Device,
     ready: &Ready,
     tip: &mut LogTip,
-) -> Result<(), StorageError> {
+) -> Result<i64, StorageError> {
     let Ready {
         doc,
         new_changes,
@@ -493,6 +590,7 @@ pub(super) async fn store_merged(
             feed.push((level.clone(), *seq, None));
         }
     }
+    let version = *seq;
     let heads = heads_to_bytes(heads);
     let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
     if created {
@@ -543,7 +641,7 @@ pub(super) async fn store_merged(
             projection_sql::store_rows(tx, doc.header(), rows.clone()).await?;
         }
     }
-    Ok(())
+    Ok(version)
 }
 
 /// Keeps a case's department membership and the departments' feeds current: departments that

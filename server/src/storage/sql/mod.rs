@@ -102,6 +102,10 @@ pub struct SqlStorage {
     // The Automerge work of merges runs outside the write lock, on the blocking pool, at most
     // this many at once (one per core), so a costly push holds one core, not the server.
     pub(super) merge_cpu: std::sync::Arc<tokio::sync::Semaphore>,
+    // Decoded documents the merge path reuses (see `doc_cache`).
+    pub(super) cache: std::sync::Arc<crate::storage::doc_cache::DocCache>,
+    // Where sync requests spend their time (`/metrics`).
+    pub(super) phases: std::sync::Arc<crate::metrics::Phases>,
 }
 
 pub(super) fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
@@ -219,6 +223,12 @@ pub(super) async fn load_doc(
 }
 
 impl SqlStorage {
+    /// The same store with a document cache of other limits (`DocCacheLimits::OFF` for none).
+    pub fn with_doc_cache(mut self, limits: crate::storage::doc_cache::DocCacheLimits) -> Self {
+        self.cache = std::sync::Arc::new(crate::storage::doc_cache::DocCache::new(limits));
+        self
+    }
+
     /// Wraps a migrated pool: fills in what older versions left out and brings the
     /// projections up to this build's definition.
     pub(super) async fn init(pool: Pool, bus: ChangeBus) -> Result<Self, StorageError> {
@@ -230,6 +240,10 @@ impl SqlStorage {
             merge_cpu: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             )),
+            cache: std::sync::Arc::new(
+                crate::storage::doc_cache::DocCache::new(Default::default()),
+            ),
+            phases: Default::default(),
         };
         storage.backfill_chain().await?;
         // Projections are derived data: when their definition changed, recompute them.
@@ -432,6 +446,14 @@ impl Storage for SqlStorage {
 
     fn watch(&self) -> ChangeWatch {
         self.bus.subscribe()
+    }
+
+    fn phases(&self) -> &crate::metrics::Phases {
+        &self.phases
+    }
+
+    fn doc_cache_stats(&self) -> crate::storage::doc_cache::DocCacheStats {
+        self.cache.stats()
     }
 
     async fn has_news(
@@ -1064,7 +1086,7 @@ impl Storage for SqlStorage {
         };
         let changes = doc.changes_since(&[]);
         let mut tip = commit::LogTip::read(&mut tx, seq).await?;
-        let ready = commit::Ready::new(doc, changes, true, 0, Vec::new(), None)?;
+        let ready = commit::Ready::new(doc, changes, true, (0, 0), Vec::new(), None)?;
         commit::store_merged(&mut tx, &device, &ready, &mut tip).await?;
         tip.flush(&mut tx).await?;
         let doc = ready.doc;
