@@ -55,6 +55,8 @@ pub struct Config {
     pub photos: crate::photos::PhotoConfig,
     /// Live-sync requests (`GET /v1/sync/live`) waiting at once; more get 503.
     pub max_live: usize,
+    /// The console's sessions and sign-in rules.
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             reference: Arc::new(Reference::builtin()),
             photos: Default::default(),
             max_live: 20_000,
+            console: Default::default(),
         }
     }
 }
@@ -377,6 +380,7 @@ pub fn app<S: Storage>(state: AppState<S>) -> Router {
         .merge(crate::live::routes::<S>())
         .merge(crate::photos::routes::<S>())
         .merge(crate::register::routes::routes::<S>())
+        .merge(crate::console::routes::<S>())
         // The decoder enforces the message limit itself with a typed error; the transport
         // limit only stops a client from making the server buffer far more than that.
         .layer(DefaultBodyLimit::max(limits::MAX_MESSAGE_BYTES + 1024))

@@ -4,6 +4,7 @@ mod app_api;
 mod bench_quick;
 mod clocks;
 mod closed_loop;
+mod console;
 mod convergence;
 mod crash_storm;
 mod departments;

@@ -2,8 +2,10 @@
 //! a real server on an ephemeral port and enrolled phones.
 
 pub mod bench;
+pub mod console;
 pub mod pg;
 pub mod proxy;
+pub mod webdriver;
 
 use std::path::Path;
 
@@ -21,7 +23,11 @@ pub struct LocalServer<S: Storage = SqliteStorage> {
     pub url: String,
     /// The storage it serves (shared with the test, which may inspect it).
     pub storage: S,
+    /// The handlers' state (storage and configuration), for calling server functions.
+    pub state: AppState<S>,
     task: tokio::task::JoinHandle<()>,
+    // Automatic routing, as `gridsync-server serve` runs it beside the router.
+    routing: tokio::task::JoinHandle<()>,
 }
 
 impl LocalServer<PgStorage> {
@@ -62,7 +68,9 @@ impl<S: Storage + Clone> LocalServer<S> {
     pub async fn serve(storage: S, config: Config) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let router = app(AppState::new(storage.clone(), config));
+        let state = AppState::new(storage.clone(), config);
+        let router = app(state.clone());
+        let routing = tokio::spawn(gridsync_server::routing::run(state.clone()));
         let task = tokio::spawn(async move {
             let _ = gridsync_server::serve(
                 listener,
@@ -72,7 +80,13 @@ impl<S: Storage + Clone> LocalServer<S> {
             )
             .await;
         });
-        Ok(Self { url, storage, task })
+        Ok(Self {
+            url,
+            storage,
+            state,
+            task,
+            routing,
+        })
     }
 
     /// Makes a one-time enrollment code, as `gridsync-server device enroll` does.
@@ -141,6 +155,7 @@ impl<S: Storage + Clone> LocalServer<S> {
 impl<S: Storage> Drop for LocalServer<S> {
     fn drop(&mut self) {
         self.task.abort();
+        self.routing.abort();
     }
 }
 

@@ -17,6 +17,7 @@ use crate::{AppState, Config, PgStorage, SqliteStorage, Storage, app};
 use anyhow::{Context, Result};
 
 mod register;
+mod user;
 use clap::{Parser, Subcommand};
 use gridsync_proto::DeviceId;
 
@@ -80,6 +81,10 @@ enum Command {
         /// off.
         #[arg(long, default_value_t = 256)]
         doc_cache_mb: usize,
+        /// Mark the console's session cookie Secure (when the console is reached over HTTPS,
+        /// e.g. through a TLS-terminating proxy).
+        #[arg(long, env = "GRIDSYNC_CONSOLE_SECURE_COOKIE")]
+        console_secure_cookie: bool,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -91,6 +96,9 @@ enum Command {
     /// Enroll, revoke and list devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Console accounts (dispatchers, department clerks, leaders, operators).
+    #[command(subcommand)]
+    User(user::UserCmd),
     /// Keys for intake systems (the 12345 hotline, residents' mini-programs).
     #[command(subcommand)]
     IntakeKey(IntakeKeyCmd),
@@ -254,6 +262,7 @@ async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Resul
             photos,
             evidence_radius_m,
             doc_cache_mb: _,
+            console_secure_cookie,
         } => {
             anyhow::ensure!(
                 evidence_radius_m.is_finite() && evidence_radius_m > 0.0,
@@ -272,6 +281,10 @@ async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Resul
                         ..Default::default()
                     },
                 },
+                console: crate::console::ConsoleConfig {
+                    secure_cookie: console_secure_cookie,
+                    ..Default::default()
+                },
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(listen)
@@ -281,6 +294,7 @@ async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Resul
             println!("gridsync-server listening on http://{addr}");
             tracing::info!(%addr, data_dir = %cli.data_dir.display(), "serving");
             let state = AppState::new(storage, config);
+            tokio::spawn(crate::routing::run(state.clone()));
             let sweeper = state.clone();
             tokio::spawn(async move {
                 // Unfinished uploads expire (tus expiration): a phone that gave up, or a
@@ -381,6 +395,7 @@ async fn run_on<S: Storage>(cli: Cli, reference: Reference, storage: S) -> Resul
             Ok(())
         }
         Command::Import(cmd) => register::import(&storage, cmd).await,
+        Command::User(cmd) => user::run(&storage, &reference, cmd).await,
         Command::Export(cmd) => {
             let state = AppState::new(
                 storage,

@@ -26,6 +26,7 @@ use crate::http::AppState;
 use crate::storage::Storage;
 
 pub use download::evidence_flags;
+pub use tus::perceptual_hash;
 
 /// The largest photo file stored (the pipeline's full images are a few hundred KB; a camera
 /// original a standard client might send stays under this).

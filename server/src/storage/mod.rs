@@ -19,6 +19,7 @@ use gridsync_proto::{DeviceId, DocAck, DocId, DocPull, DocPush, GridCode, GridLe
 
 use crate::auth::{Device, Role};
 
+pub mod console;
 pub mod doc_cache;
 mod photos;
 mod postgres;
@@ -210,6 +211,8 @@ pub struct DeviceInfo {
     pub reenrolled_at: Option<i64>,
     /// Its clock minus the server's at its last sync with pushes (ms), when it said.
     pub skew_ms: Option<i64>,
+    /// When it last synced with pushes (the server's clock, ms).
+    pub last_push_at: Option<i64>,
 }
 
 /// An entry time flagged as implausible where it arrived.
@@ -447,7 +450,9 @@ impl Receipt {
 }
 
 /// The storage the server runs on.
-pub trait Storage: PhotoStorage + RegisterStorage + Send + Sync + 'static {
+pub trait Storage:
+    PhotoStorage + RegisterStorage + console::ConsoleStorage + Send + Sync + 'static
+{
     /// Merges a device's pushes in one transaction and acknowledges each; entry times they
     /// write are flagged against the `receipt` and the device's skew is recorded.
     fn merge(
@@ -590,16 +595,19 @@ pub enum Service {
     Intake,
     /// Households and residents from a register import.
     Import,
+    /// Automatic dispatch (自动流转) of registered cases in marked categories.
+    Routing,
 }
 
 impl Service {
     /// Every service, for the enrollment check.
-    pub const ALL: [Service; 2] = [Service::Intake, Service::Import];
+    pub const ALL: [Service; 3] = [Service::Intake, Service::Import, Service::Routing];
 
     fn meta_key(self) -> &'static str {
         match self {
             Service::Intake => "intake_device",
             Service::Import => "import_device",
+            Service::Routing => "routing_device",
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::auth::{Device, Role, check_enrollment, join_scopes};
 use crate::storage::*;
 
 mod commit;
+mod console;
 mod photos;
 mod register;
 
@@ -832,13 +833,23 @@ impl Storage for SqlStorage {
                 .bind(device.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let service: Option<String> =
-            sqlx::query_scalar("SELECT key FROM server_meta WHERE key IN ($1, $2) AND value = $3")
-                .bind(Service::ALL[0].meta_key())
-                .bind(Service::ALL[1].meta_key())
-                .bind(device.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
+        // The server's own writers (services, console people) are never a phone's to claim.
+        let keys = Service::ALL.map(Service::meta_key);
+        let sql = format!(
+            "SELECT key FROM server_meta WHERE key IN ({}) AND value = ${} \
+             UNION ALL SELECT login FROM console_users WHERE device_id = ${}",
+            placeholders(keys.len()),
+            keys.len() + 1,
+            keys.len() + 1
+        );
+        let mut reserved = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+        for key in keys {
+            reserved = reserved.bind(key);
+        }
+        let service: Option<String> = reserved
+            .bind(device.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
         if matches!(existing, Some(None)) || service.is_some() {
             return Err(EnrollError::AlreadyEnrolled(device));
         }
@@ -913,8 +924,8 @@ impl Storage for SqlStorage {
 
     async fn devices(&self) -> Result<Vec<DeviceInfo>, StorageError> {
         let rows = sqlx::query(
-            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at, reenrolled_at, skew_ms \
-             FROM devices ORDER BY enrolled_at",
+            "SELECT device_id, name, role, scopes, enrolled_at, revoked_at, reenrolled_at, skew_ms, \
+             skew_at FROM devices ORDER BY enrolled_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -929,6 +940,7 @@ impl Storage for SqlStorage {
                     revoked_at: r.try_get("revoked_at")?,
                     reenrolled_at: r.try_get("reenrolled_at")?,
                     skew_ms: r.try_get("skew_ms")?,
+                    last_push_at: r.try_get("skew_at")?,
                 })
             })
             .collect()
