@@ -316,10 +316,12 @@ fn check_ops(
                 }
             }
             path.remove(0);
+            let map_key = matches!(op.key, Key::Map(_)) && !in_list;
             touches.push(rules::Touch::of_op(
                 path,
                 matches!(op.action, OpType::Delete),
-                before,
+                map_key,
+                (before, after),
             ));
         }
     }

@@ -273,11 +273,20 @@ impl Touch {
     /// One Automerge operation writing (or deleting) at `path`, judged against the record
     /// before the push. The server makes these from a push's operations, so that a write the
     /// record's JSON does not show (a value that loses a conflict, an object replaced by an
-    /// identical copy) is judged like any other.
-    pub fn of_op(path: Vec<String>, deletes: bool, before: &Json) -> Self {
+    /// identical copy) is judged like any other. A delete of a map key (`map_key`) after
+    /// which the key still has a value (`after`) removed only some of its concurrent values:
+    /// that settles a conflict, and is judged as a change of the field, not as its removal.
+    /// (A delete inside a list is judged as removing the list, as before.)
+    pub fn of_op(
+        path: Vec<String>,
+        deletes: bool,
+        map_key: bool,
+        (before, after): (&Json, &Json),
+    ) -> Self {
         let existed = at(before, &path).is_some();
         let inside_whole = (1..path.len()).any(|n| at(before, &path[..n]).is_none());
-        let kind = if deletes {
+        let settles = map_key && at(after, &path).is_some();
+        let kind = if deletes && !settles {
             Kind::Removed
         } else if existed {
             Kind::Changed
