@@ -40,6 +40,8 @@ fn bench_quick_runs_every_scenario() {
         "storm_phase_commit_ms_per_change_postgres",
         "hot_doc_push_ms_cached",
         "hot_doc_push_ms_uncached",
+        "console_inbox_ms_10k_cases",
+        "console_inbox_query_ms_10k_cases",
         "first_sync_seconds",
         "first_sync_bytes",
         "import_50k_residents_s",
@@ -73,6 +75,7 @@ fn bench_quick_runs_every_scenario() {
     // Every push after the first to the hot document merged on the cached copy, none without.
     assert_eq!(n("hot_doc_cache_hits"), n("hot_doc_pushes"));
     assert_eq!(n("hot_doc_cache_hits_uncached"), 0.0);
+    assert_eq!(n("console_inbox_cases"), 500.0);
     // The register went in whole (checked row by row inside) and the ledger has every case.
     assert_eq!(n("import_residents"), 600.0);
     assert_eq!(n("export_cases"), 300.0);

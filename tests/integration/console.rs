@@ -594,3 +594,120 @@ async fn a_phone_cannot_enroll_as_a_console_person() {
         "the console person's replica id is not a phone's to claim"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_settles_a_field_two_phones_wrote_at_once() {
+    let rig = rig(Config::default()).await;
+    let (id, a, ca) = rig.reported_case().await;
+    // The reporter and a dispatcher on a phone (both may change the address) write it offline.
+    let (b, cb) = rig.phone("调度手机", Role::Dispatcher).await;
+    cb.sync(&b, 20).await.expect("sync");
+    a.update::<Case>(id, |c| c.address = "城南路 9 号东门".into())
+        .await
+        .expect("edit a");
+    b.update::<Case>(id, |c| c.address = "城南路 11 号".into())
+        .await
+        .expect("edit b");
+    ca.sync(&a, 20).await.expect("sync");
+    cb.sync(&b, 20).await.expect("sync");
+    let doc = rig
+        .server
+        .storage
+        .load(id)
+        .await
+        .expect("load")
+        .expect("doc");
+    let conflict = doc
+        .conflicts()
+        .into_iter()
+        .find(|c| c.path == "address")
+        .expect("a conflict");
+    let mut disp = rig.user("disp", ConsoleRole::Dispatcher, None).await;
+    let page = format!("/console/cases/{id}");
+    let shown = disp.get(&page).await.expect("page");
+    assert!(shown.body.contains("待裁决的冲突") && shown.body.contains("城南路 11 号"));
+    let pick = conflict
+        .values
+        .iter()
+        .position(|v| v == "城南路 11 号")
+        .expect("b's value is one of them")
+        .to_string();
+    let a2 = disp
+        .submit(
+            &page,
+            &format!("{page}/resolve"),
+            &[("path", "address"), ("choice", &pick)],
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(a2.status, 303, "{}", a2.body);
+    let doc = rig
+        .server
+        .storage
+        .load(id)
+        .await
+        .expect("load")
+        .expect("doc");
+    assert!(
+        doc.conflicts().iter().all(|c| c.path != "address"),
+        "settled"
+    );
+    assert_eq!(doc.read::<Case>().expect("case").address, "城南路 11 号");
+    // The phones get the settled value; the audit log says who chose it.
+    ca.sync(&a, 20).await.expect("sync");
+    assert_eq!(
+        a.read::<Case>(id).await.expect("case").address,
+        "城南路 11 号"
+    );
+    let log = rig
+        .server
+        .storage
+        .audit_log(Some("disp"), 10)
+        .await
+        .expect("audit");
+    assert!(
+        log.iter()
+            .any(|e| e.action == "case.resolve" && e.outcome == "ok")
+    );
+}
+
+/// The same settlement from a dispatcher's phone: Automerge writes it as a delete of the
+/// losing value, which the server judges as a change of the field (it keeps a value), not
+/// as removing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_settled_on_a_phone_is_taken() {
+    let rig = rig(Config::default()).await;
+    let (id, a, ca) = rig.reported_case().await;
+    let (b, cb) = rig.phone("调度手机", Role::Dispatcher).await;
+    cb.sync(&b, 20).await.expect("sync");
+    a.update::<Case>(id, |c| c.address = "城南路 9 号东门".into())
+        .await
+        .expect("edit a");
+    b.update::<Case>(id, |c| c.address = "城南路 11 号".into())
+        .await
+        .expect("edit b");
+    ca.sync(&a, 20).await.expect("sync");
+    cb.sync(&b, 20).await.expect("sync");
+    cb.sync(&b, 20).await.expect("sync");
+    assert_eq!(b.load(id).await.expect("doc").conflicts().len(), 1);
+    for value in ["城南路 9 号东门", "城南路 11 号"] {
+        // Whichever value is chosen (the one shown or the other).
+        if b.load(id).await.expect("doc").conflicts().is_empty() {
+            break;
+        }
+        b.resolve::<Case>(id, "address", serde_json::json!(value))
+            .await
+            .expect("resolve");
+        let report = cb.sync(&b, 20).await.expect("sync");
+        assert!(report.rejected.is_empty(), "{report:?}");
+        let stored = rig
+            .server
+            .storage
+            .load(id)
+            .await
+            .expect("load")
+            .expect("doc");
+        assert!(stored.conflicts().is_empty());
+        assert_eq!(stored.read::<Case>().expect("case").address, value);
+    }
+}

@@ -5,6 +5,7 @@ mod bench_quick;
 mod clocks;
 mod closed_loop;
 mod console;
+mod console_browser;
 mod convergence;
 mod crash_storm;
 mod departments;

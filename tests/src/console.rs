@@ -8,7 +8,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use gridsync_proto::GridCode;
 use gridsync_server::Storage;
-use gridsync_server::console::admin::add_user;
+use gridsync_server::console::admin::{NewUser, add_user};
 use gridsync_server::storage::console::ConsoleRole;
 
 /// One answer: status, where a redirect points, the body.
@@ -153,12 +153,14 @@ pub async fn test_user<S: Storage>(
     add_user(
         storage,
         &gridsync_core::workflow::Reference::builtin(),
-        login,
-        name,
-        role,
-        dept,
-        towns,
-        TEST_PASSWORD,
+        NewUser {
+            login,
+            name,
+            role,
+            dept,
+            towns,
+            password: TEST_PASSWORD,
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("adding {login}: {e}"))?;

@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// The W3C element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecb";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
@@ -163,7 +163,7 @@ impl Browser {
                     return v[ELEMENT]
                         .as_str()
                         .map(str::to_owned)
-                        .context("no element reference");
+                        .with_context(|| format!("no element reference in {v}"));
                 }
                 Err(_) if started.elapsed() < Duration::from_secs(10) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

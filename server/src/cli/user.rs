@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use crate::Storage;
 use crate::auth::{Role, parse_scopes};
-use crate::console::admin::add_user;
+use crate::console::admin::{NewUser, add_user};
 use crate::console::session::{check_password, hash_password};
 use crate::storage::console::ConsoleRole;
 use gridsync_core::workflow::Reference;
@@ -105,12 +105,14 @@ pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -
             let user = add_user(
                 storage,
                 reference,
-                &login,
-                &name,
-                role,
-                department.as_deref(),
-                &towns,
-                &pw,
+                NewUser {
+                    login: &login,
+                    name: &name,
+                    role,
+                    dept: department.as_deref(),
+                    towns: &towns,
+                    password: &pw,
+                },
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -90,6 +90,23 @@ pub async fn write_case<S: Storage>(
     id: DocId,
     edit: impl FnOnce(&mut Case) -> Result<(), ConsoleError>,
 ) -> Result<(), ConsoleError> {
+    write_doc(state, device, id, |doc| {
+        let mut outcome = Ok(());
+        doc.update::<Case>(|c| outcome = edit(c))
+            .map_err(|e| ConsoleError::Refused(format!("修改未通过校验：{e}")))?;
+        outcome
+    })
+    .await
+}
+
+/// Edits document `id` as `device` through `edit` (any `Document` operation: an update, a
+/// conflict resolved) and merges the change; a refusal there writes nothing.
+pub async fn write_doc<S: Storage>(
+    state: &AppState<S>,
+    device: &Device,
+    id: DocId,
+    edit: impl FnOnce(&mut gridsync_core::Document) -> Result<(), ConsoleError>,
+) -> Result<(), ConsoleError> {
     let mut doc = state
         .storage
         .load(id)
@@ -98,10 +115,7 @@ pub async fn write_case<S: Storage>(
     doc.automerge().set_actor(fresh_actor(device.id));
     doc.set_role(device.role);
     let before = doc.heads();
-    let mut outcome = Ok(());
-    doc.update::<Case>(|c| outcome = edit(c))
-        .map_err(|e| ConsoleError::Refused(format!("修改未通过校验：{e}")))?;
-    outcome?;
+    edit(&mut doc)?;
     let changes = doc.changes_since(&before);
     if changes.is_empty() {
         return Ok(());
@@ -371,4 +385,55 @@ pub async fn add_photo<S: Storage>(
     )
     .await?;
     Ok(Redirect::to(&format!("/console/cases/{id}?done=photo")).into_response())
+}
+
+/// `POST /console/cases/{id}/resolve` (`path`, `choice`): settles a field two people wrote at
+/// once by writing the value chosen among the concurrent ones (as the person, through the
+/// merge path).
+pub async fn resolve<S: Storage>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let signed = signed_in(&state, &headers).await?;
+    let form = FormData::parse(&body)?;
+    check_csrf(&signed, &headers, form.get(CSRF_FIELD))?;
+    let (doc, _) = visible_case(&state, &signed, &id).await?;
+    let id = doc.id();
+    let path = form.need("path", "字段")?.to_owned();
+    let choice: usize = form
+        .need("choice", "取值")?
+        .parse()
+        .map_err(|_| ConsoleError::bad("取值", "不是序号"))?;
+    let conflict = doc
+        .conflicts()
+        .into_iter()
+        .find(|c| c.path == path)
+        .ok_or_else(|| ConsoleError::Refused("这个字段已经没有冲突了，请刷新。".into()))?;
+    let value = conflict
+        .values
+        .get(choice)
+        .cloned()
+        .ok_or_else(|| ConsoleError::bad("取值", "没有这个取值"))?;
+    let device = person_device(&signed.user)?;
+    let result = write_doc(&state, &device, id, |d| {
+        d.resolve::<Case>(&path, value.clone())
+            .map(|_| ())
+            .map_err(|e| ConsoleError::Refused(format!("未能采用该值：{e}")))
+    })
+    .await;
+    let outcome = if result.is_ok() { "ok" } else { "refused" };
+    session::audit(
+        &state,
+        &headers,
+        &signed.user.login,
+        "case.resolve",
+        &id.to_string(),
+        outcome,
+        &format!("{path} = {value}"),
+    )
+    .await?;
+    result?;
+    Ok(Redirect::to(&format!("/console/cases/{id}?done=resolve")).into_response())
 }

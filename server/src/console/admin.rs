@@ -63,7 +63,7 @@ pub async fn devices<S: Storage>(
 ) -> Result<Page, ConsoleError> {
     let signed = signed_in(&state, &headers).await?;
     need_operator(&signed)?;
-    Ok(devices_page(&state, &signed, None).await?)
+    devices_page(&state, &signed, None).await
 }
 
 async fn devices_page<S: Storage>(
@@ -360,18 +360,38 @@ async fn users_page<S: Storage>(
     ))
 }
 
+/// An account to make (see [`add_user`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    /// The sign-in name.
+    pub login: &'a str,
+    /// The person's name.
+    pub name: &'a str,
+    /// What they do.
+    pub role: ConsoleRole,
+    /// A clerk's department.
+    pub dept: Option<&'a str>,
+    /// The towns they work in.
+    pub towns: &'a [GridCode],
+    /// The first password.
+    pub password: &'a str,
+}
+
 /// Makes an account (used by the CLI and the users page): checks the role's binding, hashes
 /// the password, gives a case-working person their own replica id.
 pub async fn add_user<S: Storage>(
     storage: &S,
     reference: &gridsync_core::workflow::Reference,
-    login: &str,
-    name: &str,
-    role: ConsoleRole,
-    dept: Option<&str>,
-    towns: &[GridCode],
-    password: &str,
+    new: NewUser<'_>,
 ) -> Result<ConsoleUser, ConsoleError> {
+    let NewUser {
+        login,
+        name,
+        role,
+        dept,
+        towns,
+        password,
+    } = new;
     let login = login.trim();
     if login.is_empty()
         || login.len() > 64
@@ -451,12 +471,14 @@ pub async fn user_action<S: Storage>(
             add_user(
                 state.storage.as_ref(),
                 &state.config.reference,
-                &login,
-                form.need("name", "姓名")?,
-                role,
-                form.get("dept"),
-                &towns,
-                password,
+                NewUser {
+                    login: &login,
+                    name: form.need("name", "姓名")?,
+                    role,
+                    dept: form.get("dept"),
+                    towns: &towns,
+                    password,
+                },
             )
             .await?;
             audit(

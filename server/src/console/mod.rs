@@ -169,6 +169,7 @@ pub fn routes<S: Storage>() -> Router<AppState<S>> {
         .route("/console/logout", post(pages::logout::<S>))
         .route("/console/cases/{id}", get(pages::case::<S>))
         .route("/console/cases/{id}/act", post(act::act_form::<S>))
+        .route("/console/cases/{id}/resolve", post(act::resolve::<S>))
         .route(
             "/console/cases/{id}/photos",
             post(act::add_photo::<S>).layer(axum::extract::DefaultBodyLimit::max(

@@ -377,7 +377,6 @@ pub async fn case<S: Storage>(
             .collect(),
         None => Vec::new(),
     };
-    let holders = state.storage.case_holders(id).await?;
     let grid = state
         .storage
         .grids()
@@ -396,6 +395,7 @@ pub async fn case<S: Storage>(
         .map(|c| (c.event, c.reason.clone()))
         .collect();
     let order = fold_order(&case);
+    let field_conflicts = doc.conflicts();
     let done = q.get("done").map(String::as_str);
     let refused = q.get("refused").map(String::as_str);
     Ok(view::page(
@@ -406,6 +406,8 @@ pub async fn case<S: Storage>(
             @if let Some(a) = done.and_then(|a| a.parse::<Action>().ok()) {
                 p.notice { "已" (view::action_label(a)) "。" }
             }
+            @if done == Some("resolve") { p.notice { "已采用所选的值。" } }
+            @if done == Some("photo") { p.notice { "照片已上传。" } }
             @if let Some(r) = refused { p.error { (r) } }
             div.grid2 {
                 div {
@@ -430,6 +432,27 @@ pub async fn case<S: Storage>(
                             }
                             @if let Some((_, by, at)) = &auto {
                                 dt { "自动流转" } dd { "本小类登记后自动派往默认部门（" (by) " 于 " (when(Some(*at))) " 设置）" }
+                            }
+                        }
+                    }
+                    @if !field_conflicts.is_empty() {
+                        h2 { "待裁决的冲突" }
+                        div.card.conflicts {
+                            p.meta { "以下字段被两人同时修改，两个值都已保留；请选择采用哪一个。" }
+                            @for c in &field_conflicts {
+                                div.conflict {
+                                    strong { (c.path) }
+                                    @for (i, v) in c.values.iter().enumerate() {
+                                        form method="post" action=(format!("/console/cases/{id}/resolve")) data-resolve=(c.path) {
+                                            (csrf_field(&signed))
+                                            input type="hidden" name="path" value=(c.path);
+                                            input type="hidden" name="choice" value=(i);
+                                            code { (v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())) }
+                                            " "
+                                            @if role.is_some() { button type="submit" { "采用此值" } }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -459,7 +482,24 @@ pub async fn case<S: Storage>(
                         }
                     }
                     h2 { "照片" }
-                    div.card { (photos(id, &case)) }
+                    div.card {
+                        (photos(id, &case))
+                        @if role.is_some() && !st.status.is_finished() {
+                            form.upload method="post" enctype="multipart/form-data" action=(format!("/console/cases/{id}/photos")) {
+                                (csrf_field(&signed))
+                                label { "阶段 " select name="stage" {
+                                    option value="after" { "处置后" }
+                                    option value="during" { "处置中" }
+                                    option value="before" { "处置前" }
+                                    option value="check" { "核查" }
+                                } }
+                                " "
+                                input type="file" name="photo" accept="image/jpeg,image/png,image/webp" required;
+                                " "
+                                button type="submit" { "上传照片" }
+                            }
+                        }
+                    }
                 }
                 div {
                     h2 { "位置" }
@@ -467,7 +507,7 @@ pub async fn case<S: Storage>(
                     h2 { "可执行的操作" }
                     div.card.actions {
                         @if actions.is_empty() { p { "当前没有您可以执行的操作。" } }
-                        @for a in &actions { (action_form(&state, &signed, id, &case, *a, &holders, now)) }
+                        @for a in &actions { (action_form(&state, &signed, id, &case, *a, now)) }
                     }
                 }
             }
@@ -482,7 +522,6 @@ fn action_form<S: Storage>(
     id: DocId,
     case: &Case,
     action: Action,
-    holders: &[String],
     now: i64,
 ) -> Markup {
     let reference = &state.config.reference;
@@ -519,9 +558,6 @@ fn action_form<S: Storage>(
                 }
                 Action::Merge => {
                     label { "合并到案件编号" input type="text" name="into" size="40" required; }
-                }
-                Action::Return => {
-                    @if holders.is_empty() { }
                 }
                 _ => {}
             }

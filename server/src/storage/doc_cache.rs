@@ -269,7 +269,7 @@ mod tests {
 
         let mut one = cached(doc());
         let weight = one.stored_len
-            + usize::try_from(one.doc.automerge().stats().num_ops).unwrap() * BYTES_PER_OP;
+            + usize::try_from(one.doc.automerge().stats().num_ops).expect("fits") * BYTES_PER_OP;
         let cache = DocCache::new(DocCacheLimits {
             max_docs: 100,
             max_bytes: weight * 2,

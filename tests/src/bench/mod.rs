@@ -2,6 +2,7 @@
 //! object; `quick` shrinks every scenario so CI can check that it runs and that its results
 //! are right, without timing anything.
 
+mod console;
 mod hot_doc;
 mod photo;
 mod register;
@@ -112,7 +113,7 @@ pub async fn store_scenarios(sizes: Sizes, out: &mut Map<String, Value>) -> Resu
 
 /// The scenario names `run` accepts in `only`.
 pub const SCENARIOS: &[&str] = &[
-    "hostile", "store", "sync", "backlog", "photo", "storm", "hot_doc", "register",
+    "hostile", "store", "sync", "backlog", "photo", "storm", "hot_doc", "console", "register",
 ];
 
 /// Runs every scenario (or only the one named `only`) and returns the one JSON object of
@@ -158,6 +159,11 @@ pub async fn run(quick: bool, only: Option<&str>) -> Result<Value> {
         hot_doc::hot_doc_scenario(quick, &mut out)
             .await
             .context("hot document scenario")?;
+    }
+    if on("console") {
+        console::console_scenario(quick, &mut out)
+            .await
+            .context("console scenario")?;
     }
     if on("register") {
         register::register_scenario(quick, &mut out)

@@ -244,7 +244,7 @@ enum Stored {
     /// Read from the database, still to be decoded.
     Bytes(StoredBytes),
     /// Taken from the document cache at the version stored now.
-    Cached(CachedDoc, i64),
+    Cached(Box<CachedDoc>, i64),
 }
 
 impl Stored {
@@ -268,13 +268,13 @@ async fn read_inputs(
     let member = dept_member(conn, device, push).await?;
     if let Some(held) = storage.cache.version_of(push.doc) {
         let now = version_now(conn, push).await?;
-        if now == Some(held) {
-            if let Some(cached) = storage.cache.take(push.doc, held) {
-                return Ok(Inputs {
-                    stored: Stored::Cached(cached, held),
-                    member,
-                });
-            }
+        if now == Some(held)
+            && let Some(cached) = storage.cache.take(push.doc, held)
+        {
+            return Ok(Inputs {
+                stored: Stored::Cached(Box::new(cached), held),
+                member,
+            });
         }
     }
     let stored = match load_bytes(conn, push.doc).await? {
@@ -337,7 +337,10 @@ fn merge_one(
             Err(StorageError::Corrupt(why)) => return Ok(Outcome::Unreadable(why)),
             Err(e) => return Err(e),
         },
-        Stored::Cached(c, _) => (Some(c.doc), c.pending),
+        Stored::Cached(c, _) => {
+            let c = *c;
+            (Some(c.doc), c.pending)
+        }
         Stored::Absent => (None, 0),
     };
     Ok(match merge_push(existing, device, push, member) {
