@@ -451,7 +451,20 @@ pub async fn serve(
         };
         // Answers go out as soon as they are written (no Nagle delay behind a small header).
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address travels as a header only the server sets (for the console's
+        // audit log); one a client sent is dropped.
+        let peer_ip = axum::http::HeaderValue::from_str(&peer.ip().to_string()).ok();
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                let h = req.headers_mut();
+                h.remove(crate::console::session::PEER_HEADER);
+                if let Some(ip) = &peer_ip {
+                    h.insert(crate::console::session::PEER_HEADER, ip.clone());
+                }
+                req
+            },
+        ));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)

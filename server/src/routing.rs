@@ -23,22 +23,43 @@ use crate::{AppState, Storage};
 /// The name the routing service's events carry.
 pub const ROUTER_NAME: &str = "自动流转";
 
+/// One routing attempt at a time in this process: a registration in the console waits for a
+/// pass the commit notice started, so the dispatcher sees the case dispatched when the page
+/// comes back. (Across processes, `claim_routing` keeps it to one dispatch.)
+static ROUTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Dispatches case `id` if it is registered and its 小类 is marked; returns whether it did.
 pub async fn route_case<S: Storage>(state: &AppState<S>, id: DocId) -> Result<bool, ConsoleError> {
+    let _one = ROUTING.lock().await;
     let Some(doc) = state.storage.load(id).await? else {
         return Ok(false);
     };
     let Ok(case) = doc.read::<Case>() else {
         return Ok(false);
     };
-    if case.state().status != Status::Registered {
+    let st = case.state();
+    if st.status != Status::Registered {
         return Ok(false);
     }
-    let marked = state.storage.auto_routes().await?;
-    let Some((_, by, _)) = marked.iter().find(|(sub, _, _)| *sub == case.subcategory) else {
+    let town = doc.header().scope.town();
+    let marked = state
+        .storage
+        .auto_routes(std::slice::from_ref(&town))
+        .await?;
+    let Some(rule) = marked.iter().find(|r| r.subcategory == case.subcategory) else {
         return Ok(false);
     };
+    let by = &rule.set_by;
     let now = now_ms();
+    // One dispatch per registration, whichever task or process gets here first.
+    let registration = st
+        .applied
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    if !state.storage.claim_routing(id, &registration, now).await? {
+        return Ok(false);
+    }
     let mut data = plan_dispatch(&case, &state.config.reference, now, None, None)
         .map_err(|e| ConsoleError::Refused(e.to_string()))?;
     let category = state
@@ -54,7 +75,7 @@ pub async fn route_case<S: Storage>(state: &AppState<S>, id: DocId) -> Result<bo
         id: state.storage.service_device(Service::Routing).await?,
         name: ROUTER_NAME.into(),
         role: Role::Dispatcher,
-        scopes: vec![doc.header().scope.town()],
+        scopes: vec![town],
         department: None,
     };
     let actor = Actor {

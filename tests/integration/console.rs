@@ -416,14 +416,23 @@ async fn repeated_failures_lock_the_account() {
             401
         );
     }
-    // The fifth failure locks it; then even the right password is refused.
+    // The fifth failure locks it; then even the right password is refused (with the same
+    // answer as a wrong one, so the lock does not tell which logins exist).
     assert_eq!(
         c.sign_in("li", "wrong password").await.expect("try").status,
-        429
+        401
     );
     let a = c.sign_in("li", TEST_PASSWORD).await.expect("try");
-    assert_eq!(a.status, 429, "locked: {}", a.body);
+    assert_eq!(a.status, 401, "locked: {}", a.body);
     assert!(c.cookie().is_none(), "no session while locked");
+    let account = rig
+        .server
+        .storage
+        .console_user("li")
+        .await
+        .expect("user")
+        .expect("exists");
+    assert!(account.locked_until > now_ms(), "locked");
     // An unknown login gets the same answer as a wrong password.
     assert_eq!(
         c.sign_in("nobody", "wrong password")
@@ -443,6 +452,22 @@ async fn repeated_failures_lock_the_account() {
             .filter(|e| e.action == "sign_in" && e.outcome == "refused")
             .count(),
         6
+    );
+    assert!(
+        log.iter().any(|e| e.detail == "locked"),
+        "the audit log says why"
+    );
+    assert!(
+        log.iter().all(|e| !e.addr.is_empty()),
+        "each attempt names its address"
+    );
+    // A login no account could have is never looked up nor kept as typed.
+    let long = "x".repeat(10_000);
+    assert_eq!(c.sign_in(&long, "p").await.expect("try").status, 401);
+    let all = rig.server.storage.audit_log(None, 50).await.expect("audit");
+    assert!(
+        all.iter()
+            .all(|e| e.login.len() <= 64 && e.target.len() <= 64)
     );
     // The operator's reset clears the lock.
     let hash = gridsync_server::console::session::hash_password("新的密码-2026-12").expect("hash");

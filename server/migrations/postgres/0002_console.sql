@@ -37,10 +37,21 @@ CREATE TABLE console_audit (
 );
 CREATE INDEX console_audit_by_login ON console_audit (login, at);
 
--- Categories marked for automatic dispatch to their default departments after registration
--- (自动流转), with who set the rule and when.
+-- Categories marked, per town, for automatic dispatch to their default departments after
+-- registration (自动流转), with who set the rule and when.
 CREATE TABLE auto_routes (
-    subcategory TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+    town        TEXT COLLATE "C" NOT NULL,
+    subcategory TEXT COLLATE "C" NOT NULL,
     set_by      TEXT COLLATE "C" NOT NULL,
-    set_at      BIGINT NOT NULL
+    set_at      BIGINT NOT NULL,
+    PRIMARY KEY (town, subcategory)
+);
+
+-- One automatic dispatch per registration: the first process to claim (case, the event that
+-- registered it) dispatches; any other finds the claim taken.
+CREATE TABLE routing_claims (
+    doc_id     TEXT COLLATE "C" NOT NULL,
+    event      TEXT COLLATE "C" NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    PRIMARY KEY (doc_id, event)
 );

@@ -84,6 +84,23 @@ fn password(from_stdin: bool) -> Result<(String, bool)> {
     Ok((s, false))
 }
 
+/// Records an account command in the console's audit log (as `cli`, the operator at the
+/// server's shell).
+async fn audited<S: Storage>(storage: &S, action: &str, login: &str, detail: &str) -> Result<()> {
+    storage
+        .audit(&crate::storage::console::AuditEntry {
+            at: gridsync_core::clock::now_ms(),
+            login: "cli".into(),
+            action: action.into(),
+            target: login.into(),
+            outcome: "ok".into(),
+            detail: detail.into(),
+            addr: "local".into(),
+        })
+        .await?;
+    Ok(())
+}
+
 /// Runs one account command.
 pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -> Result<()> {
     match cmd {
@@ -116,6 +133,7 @@ pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+            audited(storage, "user.add", &user.login, user.role.as_str()).await?;
             if generated {
                 println!("{pw}");
             }
@@ -132,6 +150,7 @@ pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -
                 storage.set_console_disabled(&login, true).await?,
                 "no account {login}"
             );
+            audited(storage, "user.disable", &login, "").await?;
             eprintln!("account {login} disabled; its sessions have ended");
             Ok(())
         }
@@ -140,6 +159,7 @@ pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -
                 storage.set_console_disabled(&login, false).await?,
                 "no account {login}"
             );
+            audited(storage, "user.enable", &login, "").await?;
             eprintln!("account {login} enabled");
             Ok(())
         }
@@ -153,6 +173,7 @@ pub async fn run<S: Storage>(storage: &S, reference: &Reference, cmd: UserCmd) -
                 storage.set_console_password(&login, &hash).await?,
                 "no account {login}"
             );
+            audited(storage, "user.reset_password", &login, "").await?;
             if generated {
                 println!("{pw}");
             }

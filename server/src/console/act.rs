@@ -279,44 +279,20 @@ pub async fn act_form<S: Storage>(
     }
 }
 
-/// Largest photo the console accepts from a browser (as a phone's camera file).
-pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
-
-/// `POST /console/cases/{id}/photos` (multipart: `_csrf`, `stage`, `photo`): adds a photo to
-/// a case, through the photo pipeline (re-encoded, thumbnail, no metadata) and the merge path.
-pub async fn add_photo<S: Storage>(
-    State(state): State<AppState<S>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    mut multipart: Multipart,
-) -> Result<Response, ConsoleError> {
-    let signed = signed_in(&state, &headers).await?;
-    let (mut csrf, mut stage, mut file) = (None, None, None);
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ConsoleError::bad("照片", e.to_string()))?
-    {
-        match field.name() {
-            Some(CSRF_FIELD) => csrf = field.text().await.ok(),
-            Some("stage") => stage = field.text().await.ok(),
-            Some("photo") => {
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| ConsoleError::bad("照片", e.to_string()))?;
-                if bytes.len() > MAX_UPLOAD {
-                    return Err(ConsoleError::bad("照片", "超过 20 MB"));
-                }
-                file = Some(bytes.to_vec());
-            }
-            _ => {}
-        }
+/// Runs a browser's photo through the pipeline, stores its files and adds it to the case as
+/// the person; returns the stored file's SHA-256.
+async fn store_photo<S: Storage>(
+    state: &AppState<S>,
+    user: &ConsoleUser,
+    id: DocId,
+    case: &Case,
+    stage: Option<&str>,
+    file: Option<Vec<u8>>,
+) -> Result<String, ConsoleError> {
+    if case.state().status.is_finished() {
+        return Err(ConsoleError::Refused("案件已办结，不能再添加照片。".into()));
     }
-    check_csrf(&signed, &headers, csrf.as_deref())?;
-    let (doc, _) = visible_case(&state, &signed, &id).await?;
-    let id = doc.id();
-    let stage = match stage.as_deref() {
+    let stage = match stage {
         Some("before") => PhotoStage::Before,
         Some("during") => PhotoStage::During,
         Some("after") | None => PhotoStage::After,
@@ -326,7 +302,7 @@ pub async fn add_photo<S: Storage>(
     let input = file
         .filter(|f| !f.is_empty())
         .ok_or_else(|| ConsoleError::bad("照片", "请选择一张照片"))?;
-    let device = person_device(&signed.user)?;
+    let device = person_device(user)?;
     let processed = tokio::task::spawn_blocking(move || {
         gridsync_core::photo::process(&input, &Default::default())
     })
@@ -368,22 +344,67 @@ pub async fn add_photo<S: Storage>(
             .await?;
     }
     let photo = PhotoRef::from_processed(&processed, stage, now_ms(), None);
-    write_case(&state, &device, id, |c| {
+    write_case(state, &device, id, |c| {
         c.photos
             .insert(gridsync_proto::RecordId::new(), photo.clone());
         Ok(())
     })
     .await?;
+    Ok(processed.full_sha256)
+}
+
+/// Largest photo the console accepts from a browser (as a phone's camera file).
+pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
+
+/// `POST /console/cases/{id}/photos` (multipart: `_csrf`, `stage`, `photo`): adds a photo to
+/// a case, through the photo pipeline (re-encoded, thumbnail, no metadata) and the merge path.
+pub async fn add_photo<S: Storage>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Response, ConsoleError> {
+    let signed = signed_in(&state, &headers).await?;
+    let (mut csrf, mut stage, mut file) = (None, None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ConsoleError::bad("照片", e.to_string()))?
+    {
+        match field.name() {
+            Some(CSRF_FIELD) => csrf = field.text().await.ok(),
+            Some("stage") => stage = field.text().await.ok(),
+            Some("photo") => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ConsoleError::bad("照片", e.to_string()))?;
+                if bytes.len() > MAX_UPLOAD {
+                    return Err(ConsoleError::bad("照片", "超过 20 MB"));
+                }
+                file = Some(bytes.to_vec());
+            }
+            _ => {}
+        }
+    }
+    check_csrf(&signed, &headers, csrf.as_deref())?;
+    let (doc, case) = visible_case(&state, &signed, &id).await?;
+    let id = doc.id();
+    let result = store_photo(&state, &signed.user, id, &case, stage.as_deref(), file).await;
     session::audit(
         &state,
         &headers,
         &signed.user.login,
         "case.photo",
         &id.to_string(),
-        "ok",
-        &processed.full_sha256,
+        if result.is_ok() { "ok" } else { "refused" },
+        &match &result {
+            Ok(sha) => sha.clone(),
+            Err(e) => e.to_string(),
+        },
     )
     .await?;
+    result?;
     Ok(Redirect::to(&format!("/console/cases/{id}?done=photo")).into_response())
 }
 
@@ -431,7 +452,7 @@ pub async fn resolve<S: Storage>(
         "case.resolve",
         &id.to_string(),
         outcome,
-        &format!("{path} = {value}"),
+        &path,
     )
     .await?;
     result?;

@@ -573,25 +573,25 @@ pub async fn routes_page<S: Storage>(
 ) -> Result<Page, ConsoleError> {
     let signed = signed_in(&state, &headers).await?;
     need_router(&signed)?;
-    let marked = state.storage.auto_routes().await?;
+    let marked = state.storage.auto_routes(&signed.user.towns).await?;
     let reference = &state.config.reference;
     Ok(view::page(
         &signed,
         Nav::Routes,
         "自动流转规则",
         html! {
-            p { "标记的小类在立案后自动派往其默认主办、协办部门，并按类别时限计算期限；案件上会写明所依据的规则。" }
+            p { "标记的小类在本镇街（" (crate::auth::join_scopes(&signed.user.towns)) "）立案后自动派往其默认主办、协办部门，并按类别时限计算期限；案件上会写明所依据的规则。" }
             table {
                 thead { tr { th { "小类" } th { "大类" } th { "默认主办" } th { "默认协办" } th { "时限" } th { "自动流转" } th {} } }
                 tbody {
                     @for c in &reference.categories {
-                        @let on = marked.iter().find(|(s, _, _)| *s == c.code);
+                        @let on = marked.iter().find(|r| r.subcategory == c.code);
                         tr {
                             td { (c.code) " " (c.name) } td { (c.major_name) }
                             td { (view::dept_name(reference, &c.lead)) }
                             td { (c.co.iter().map(|d| view::dept_name(reference, d)).collect::<Vec<_>>().join("、")) }
                             td { (match c.limit { gridsync_core::workflow::TimeLimit::WorkingDays(d) => format!("{d} 个工作日"), gridsync_core::workflow::TimeLimit::WorkingHours(h) => format!("{h} 工作小时") }) }
-                            td { @if let Some((_, by, at)) = on { span.badge.flag { "开" } " " (by) " " (when(Some(*at))) } @else { "关" } }
+                            td { @if let Some(r) = on { span.badge.flag { "开" } " " (r.set_by) " " (when(Some(r.set_at))) } @else { "关" } }
                             td {
                                 form method="post" action="/console/routes" {
                                     (csrf_field(&signed))
@@ -623,10 +623,12 @@ pub async fn set_route<S: Storage>(
         return Err(ConsoleError::bad("小类", format!("{sub} 不在类别表中")));
     }
     let on = form.get("on") == Some("1");
-    state
-        .storage
-        .set_auto_route(&sub, on, &signed.user.name, now_ms())
-        .await?;
+    for town in &signed.user.towns {
+        state
+            .storage
+            .set_auto_route(town, &sub, on, &signed.user.name, now_ms())
+            .await?;
+    }
     audit(
         &state,
         &headers,

@@ -37,9 +37,12 @@ pub enum ConsoleError {
     /// No session (or one that does not exist any more): sign in.
     #[error("not signed in")]
     NotSignedIn,
-    /// The session ran out.
+    /// The session ran out (its cookie is cleared; `secure` as the cookie was set).
     #[error("the session has expired")]
-    SessionExpired,
+    SessionExpired {
+        /// Whether the cookie is `Secure`.
+        secure: bool,
+    },
     /// The form did not carry this session's CSRF token, or came from another site.
     #[error("the form is not from this session (CSRF check failed)")]
     Csrf,
@@ -81,11 +84,13 @@ impl IntoResponse for ConsoleError {
             ConsoleError::NotSignedIn => {
                 return Redirect::to("/console/login").into_response();
             }
-            ConsoleError::SessionExpired => {
+            ConsoleError::SessionExpired { secure } => {
                 let mut r = Redirect::to("/console/login?expired=1").into_response();
-                if let Ok(v) =
-                    HeaderValue::from_str(&session::cleared_cookie(&ConsoleConfig::default()))
-                {
+                let cleared = session::cleared_cookie(&ConsoleConfig {
+                    secure_cookie: *secure,
+                    ..ConsoleConfig::default()
+                });
+                if let Ok(v) = HeaderValue::from_str(&cleared) {
                     r.headers_mut().insert(header::SET_COOKIE, v);
                 }
                 return r;

@@ -69,17 +69,11 @@ pub async fn login<S: Storage>(
             }
             r
         }
-        SignIn::Wrong => (
+        SignIn::Refused => (
             StatusCode::UNAUTHORIZED,
-            login_form(Some("账号或密码错误。")),
-        )
-            .into_response(),
-        SignIn::Locked(until) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            login_form(Some(&format!(
-                "连续登录失败次数过多，账号已锁定至 {}。",
-                when(Some(until))
-            ))),
+            login_form(Some(
+                "账号或密码错误。连续失败 5 次，账号将锁定 15 分钟；如需解锁请联系运维。",
+            )),
         )
             .into_response(),
     })
@@ -159,13 +153,19 @@ pub fn inbox_query(
         Some("red") => Some(DeadlineFlag::Red),
         Some(other) => return Err(ConsoleError::bad("预警", format!("未知的取值 {other}"))),
     };
-    let page = p.page.unwrap_or(1).max(1);
+    let page = p.page.unwrap_or(1).clamp(1, 100_000);
+    let clerk = signed.user.role == ConsoleRole::Clerk;
     Ok(InboxQuery {
-        towns: signed.user.towns.clone(),
-        holder: match signed.user.role {
-            // A clerk without a department sees nothing (fail closed).
-            ConsoleRole::Clerk => Some(signed.user.dept.clone().unwrap_or_else(|| "\u{0}".into())),
-            _ => None,
+        // A clerk without a department sees nothing (no towns: fail closed).
+        towns: if clerk && signed.user.dept.is_none() {
+            Vec::new()
+        } else {
+            signed.user.towns.clone()
+        },
+        holder: if clerk {
+            signed.user.dept.clone()
+        } else {
+            None
         },
         status: nonempty(&p.status),
         within,
@@ -175,7 +175,7 @@ pub fn inbox_query(
         conflicts: p.conflicts.is_some(),
         times: p.times.is_some(),
         now,
-        offset: (page - 1) * page_size,
+        offset: (page - 1).saturating_mul(page_size),
         limit: page_size,
     })
 }
@@ -383,12 +383,13 @@ pub async fn case<S: Storage>(
         .await?
         .into_iter()
         .find(|g| g.code == doc.header().scope.as_str());
+    let town = doc.header().scope.town().to_string();
     let auto = state
         .storage
-        .auto_routes()
+        .auto_routes(&signed.user.towns)
         .await?
         .into_iter()
-        .find(|(sub, _, _)| *sub == case.subcategory);
+        .find(|r| r.subcategory == case.subcategory && r.town == town);
     let conflicts: std::collections::BTreeMap<_, _> = st
         .conflicts
         .iter()
@@ -397,7 +398,6 @@ pub async fn case<S: Storage>(
     let order = fold_order(&case);
     let field_conflicts = doc.conflicts();
     let done = q.get("done").map(String::as_str);
-    let refused = q.get("refused").map(String::as_str);
     Ok(view::page(
         &signed,
         Nav::Inbox,
@@ -408,7 +408,6 @@ pub async fn case<S: Storage>(
             }
             @if done == Some("resolve") { p.notice { "已采用所选的值。" } }
             @if done == Some("photo") { p.notice { "照片已上传。" } }
-            @if let Some(r) = refused { p.error { (r) } }
             div.grid2 {
                 div {
                     div.card {
@@ -430,8 +429,8 @@ pub async fn case<S: Storage>(
                             @if !st.supervisions.is_empty() {
                                 dt { "督办" } dd { (st.supervisions.len()) " 次" }
                             }
-                            @if let Some((_, by, at)) = &auto {
-                                dt { "自动流转" } dd { "本小类登记后自动派往默认部门（" (by) " 于 " (when(Some(*at))) " 设置）" }
+                            @if let Some(r) = &auto {
+                                dt { "自动流转" } dd { "本小类登记后自动派往默认部门（" (r.set_by) " 于 " (when(Some(r.set_at))) " 设置）" }
                             }
                         }
                     }
@@ -687,7 +686,9 @@ pub async fn case_photo<S: Storage>(
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, mime)
-        .header(header::CACHE_CONTROL, "private, max-age=86400")
+        // Not kept by the browser: a shared dispatch PC keeps no resident's photo after
+        // sign-out.
+        .header(header::CACHE_CONTROL, "no-store")
         .header("x-content-type-options", "nosniff")
         .body(Body::from_stream(stream))
         .map_err(|e| ConsoleError::Refused(e.to_string()))

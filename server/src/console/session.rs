@@ -35,6 +35,9 @@ pub struct ConsoleConfig {
     pub secure_cookie: bool,
     /// Cases per inbox page.
     pub page_size: i64,
+    /// Take the client's address for the audit log from `X-Forwarded-For` (only behind a
+    /// proxy that sets it); otherwise the connection's own peer address is recorded.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ConsoleConfig {
@@ -46,6 +49,7 @@ impl Default for ConsoleConfig {
             lock_for: Duration::from_secs(15 * 60),
             secure_cookie: false,
             page_size: 50,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -68,6 +72,32 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// Password checks running at once: each takes about 19 MiB and a core for tens of
+/// milliseconds, so a flood of sign-ins waits here instead of exhausting memory and the
+/// blocking pool.
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// [`verify_password`] on the blocking pool, at most two at once.
+pub async fn verify_bounded(password: &str, phc: &str) -> bool {
+    let Ok(_permit) = VERIFYING.acquire().await else {
+        return false;
+    };
+    let (pw, phc) = (password.to_owned(), phc.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&pw, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// Whether a login is well formed (what [`crate::console::admin::add_user`] accepts): one
+/// that is not is never looked up nor written to the audit log as typed.
+pub fn valid_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 64
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Whether `password` matches the stored PHC string (a damaged one matches nothing).
@@ -135,13 +165,28 @@ pub struct SignedIn {
     pub token_hash: String,
 }
 
-/// The client's address as the audit log records it.
-pub fn client_addr(headers: &HeaderMap) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
+/// The header the server itself sets to the connection's peer address (any such header a
+/// client sends is removed first, see `crate::http::serve`).
+pub const PEER_HEADER: &str = "x-gridsync-peer";
+
+/// The client's address as the audit log records it: the connection's peer, or the first
+/// `X-Forwarded-For` entry when the server is configured to trust its proxy.
+pub fn client_addr(headers: &HeaderMap, trust_forwarded_for: bool) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
+    };
+    let forwarded = trust_forwarded_for
+        .then(|| header("x-forwarded-for"))
+        .flatten();
+    forwarded
+        .or_else(|| header(PEER_HEADER))
         .unwrap_or_default()
+        .chars()
+        .take(64)
+        .collect()
 }
 
 /// Appends one audit entry (a failure to write it fails the request: an action that cannot
@@ -163,8 +208,8 @@ pub async fn audit<S: Storage>(
             action: action.to_owned(),
             target: target.to_owned(),
             outcome: outcome.to_owned(),
-            detail: detail.to_owned(),
-            addr: client_addr(headers),
+            detail: detail.chars().take(500).collect(),
+            addr: client_addr(headers, state.config.console.trust_forwarded_for),
         })
         .await?;
     Ok(())
@@ -188,7 +233,9 @@ pub async fn signed_in<S: Storage>(
     let absolute_end = session.created_at + millis(config.absolute);
     if now >= session.expires_at || now >= absolute_end {
         state.storage.end_session(&token_hash).await?;
-        return Err(ConsoleError::SessionExpired);
+        return Err(ConsoleError::SessionExpired {
+            secure: config.secure_cookie,
+        });
     }
     let user = state
         .storage
@@ -255,10 +302,9 @@ fn millis(d: Duration) -> i64 {
 pub enum SignIn {
     /// Signed in: the new session's token (for the cookie).
     Ok(String),
-    /// Wrong login or password (the same answer for both).
-    Wrong,
-    /// Locked after repeated failures, until (ms).
-    Locked(i64),
+    /// Refused: a wrong login or password, or an account locked after repeated failures.
+    /// The person is told the same for all three (nothing says which logins exist).
+    Refused,
 }
 
 /// Checks a login and password and opens a session; every attempt is audited.
@@ -269,11 +315,25 @@ pub async fn sign_in<S: Storage>(
     password: &str,
 ) -> Result<SignIn, ConsoleError> {
     let config = &state.config.console;
+    if !valid_login(login) || password.len() > 1024 {
+        let _ = verify_bounded(password.get(..64).unwrap_or_default(), decoy_hash()).await;
+        audit(
+            state,
+            headers,
+            "(invalid)",
+            "sign_in",
+            "",
+            "refused",
+            "malformed login",
+        )
+        .await?;
+        return Ok(SignIn::Refused);
+    }
     let now = now_ms();
     let user = state.storage.console_user(login).await?;
     let Some(user) = user.filter(|u| !u.disabled) else {
         // As long as a real check, and nothing says whether the login exists.
-        let _ = verify_password(password, decoy_hash());
+        let _ = verify_bounded(password, decoy_hash()).await;
         audit(
             state,
             headers,
@@ -284,36 +344,33 @@ pub async fn sign_in<S: Storage>(
             "unknown or disabled login",
         )
         .await?;
-        return Ok(SignIn::Wrong);
+        return Ok(SignIn::Refused);
     };
     if user.locked_until > now {
+        let _ = verify_bounded(password, decoy_hash()).await;
         audit(state, headers, login, "sign_in", login, "refused", "locked").await?;
-        return Ok(SignIn::Locked(user.locked_until));
+        return Ok(SignIn::Refused);
     }
-    let hash = user.password_hash.clone();
-    let pw = password.to_owned();
-    let good = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-        .await
-        .unwrap_or(false);
-    if !good {
-        let state_after = state
+    if !verify_bounded(password, &user.password_hash).await {
+        let counted = state
             .storage
             .console_sign_in_failed(login, now, config.lock_after, millis(config.lock_for))
             .await?;
-        let detail = match state_after {
+        let detail = match counted {
             Some((failures, until)) if until > now => {
-                format!("wrong password ({failures} in a row): locked")
+                format!("wrong password ({failures} in a row): locked until {until}")
             }
             Some((failures, _)) => format!("wrong password ({failures} in a row)"),
             None => "wrong password".into(),
         };
         audit(state, headers, login, "sign_in", login, "refused", &detail).await?;
-        return Ok(match state_after {
-            Some((_, until)) if until > now => SignIn::Locked(until),
-            _ => SignIn::Wrong,
-        });
+        return Ok(SignIn::Refused);
     }
-    state.storage.console_sign_in_ok(login).await?;
+    // Conditional: a right guess racing the failure that locked the account does not get in.
+    if !state.storage.console_sign_in_ok(login, now_ms()).await? {
+        audit(state, headers, login, "sign_in", login, "refused", "locked").await?;
+        return Ok(SignIn::Refused);
+    }
     let token = new_token();
     let session = SessionRow {
         login: user.login.clone(),

@@ -213,11 +213,14 @@ pub trait ConsoleStorage {
         max: i64,
         lock_ms: i64,
     ) -> impl Future<Output = Result<Option<(i64, i64)>, StorageError>> + Send;
-    /// A successful sign-in: the failures are forgotten.
+    /// A successful sign-in at `now`: the failures are forgotten, unless the account was
+    /// locked meanwhile (a guess racing the one that locked it): then `false`, and it stays
+    /// locked.
     fn console_sign_in_ok(
         &self,
         login: &str,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
     /// Stores a new session.
     fn create_session(
         &self,
@@ -259,25 +262,57 @@ pub trait ConsoleStorage {
         &self,
         doc: gridsync_proto::DocId,
     ) -> impl Future<Output = Result<Vec<String>, StorageError>> + Send;
-    /// The cases linked to a household (its past requests), newest first.
+    /// The cases linked to a household (its past requests) within `towns`, newest first.
     fn household_cases(
         &self,
         household: gridsync_proto::DocId,
+        towns: &[GridCode],
     ) -> impl Future<Output = Result<Vec<CaseRow>, StorageError>> + Send;
-    /// Registered cases whose 小类 is marked for automatic dispatch.
+    /// Residents whose name contains `name` (or whose ID number is `name`), within `towns`,
+    /// at most `limit`.
+    fn residents_in_towns(
+        &self,
+        name: &str,
+        towns: &[GridCode],
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<gridsync_core::projection::ResidentRow>, StorageError>> + Send;
+    /// Registered cases whose 小类 is marked for automatic dispatch in their town.
     fn cases_to_route(
         &self,
     ) -> impl Future<Output = Result<Vec<gridsync_proto::DocId>, StorageError>> + Send;
-    /// The 小类 codes marked for automatic dispatch after registration, with who set each.
+    /// Claims the automatic dispatch of `doc` after its registration `event`; `false` when
+    /// another process (or task) already did.
+    fn claim_routing(
+        &self,
+        doc: gridsync_proto::DocId,
+        event: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+    /// The automatic-dispatch rules of `towns`: (town, 小类, set by, set at).
     fn auto_routes(
         &self,
-    ) -> impl Future<Output = Result<Vec<(String, String, i64)>, StorageError>> + Send;
-    /// Marks (or unmarks) a 小类 for automatic dispatch.
+        towns: &[GridCode],
+    ) -> impl Future<Output = Result<Vec<AutoRoute>, StorageError>> + Send;
+    /// Marks (or unmarks) a 小类 for automatic dispatch in `town`.
     fn set_auto_route(
         &self,
+        town: &GridCode,
         subcategory: &str,
         on: bool,
         by: &str,
         at: i64,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// One automatic-dispatch rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoRoute {
+    /// The town it applies in.
+    pub town: String,
+    /// The 小类 code.
+    pub subcategory: String,
+    /// Who set it.
+    pub set_by: String,
+    /// When (ms).
+    pub set_at: i64,
 }

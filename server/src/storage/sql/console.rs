@@ -10,7 +10,8 @@ use super::{DbRow, SqlStorage, prefix_range};
 use crate::auth::join_scopes;
 use crate::storage::StorageError;
 use crate::storage::console::{
-    AuditEntry, ConsoleRole, ConsoleStorage, ConsoleUser, DeadlineFlag, InboxQuery, SessionRow,
+    AuditEntry, AutoRoute, ConsoleRole, ConsoleStorage, ConsoleUser, DeadlineFlag, InboxQuery,
+    SessionRow,
 };
 
 fn parse_user(row: &DbRow) -> Result<ConsoleUser, StorageError> {
@@ -120,6 +121,22 @@ fn inbox_where(q: &InboxQuery) -> (String, Vec<Param>) {
         conds.push("doc_id IN (SELECT doc_id FROM time_flags)".into());
     }
     (conds.join(" AND "), params)
+}
+
+/// `(grid >= lo AND grid < hi) OR ...` over `towns` (none: nothing), its parameters appended.
+fn towns_condition(towns: &[GridCode], params: &mut Vec<Param>) -> String {
+    if towns.is_empty() {
+        return "1 = 0".into();
+    }
+    let mut parts = Vec::new();
+    for t in towns {
+        let (lo, hi) = prefix_range(Some(t));
+        params.push(Param::Text(lo));
+        let lo = params.len();
+        params.push(Param::Text(hi));
+        parts.push(format!("(grid >= ${lo} AND grid < ${})", lo + 1));
+    }
+    format!("({})", parts.join(" OR "))
 }
 
 /// A bound parameter of a built query.
@@ -252,12 +269,16 @@ impl ConsoleStorage for SqlStorage {
             .transpose()
     }
 
-    async fn console_sign_in_ok(&self, login: &str) -> Result<(), StorageError> {
-        sqlx::query("UPDATE console_users SET failures = 0, locked_until = 0 WHERE login = $1")
-            .bind(login)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn console_sign_in_ok(&self, login: &str, now: i64) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE console_users SET failures = 0, locked_until = 0 \
+             WHERE login = $1 AND locked_until <= $2 AND disabled = 0",
+        )
+        .bind(login)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn create_session(&self, token_hash: &str, s: &SessionRow) -> Result<(), StorageError> {
@@ -409,21 +430,53 @@ impl ConsoleStorage for SqlStorage {
         )
     }
 
-    async fn household_cases(&self, household: DocId) -> Result<Vec<CaseRow>, StorageError> {
-        Ok(sqlx::query_as(
+    async fn household_cases(
+        &self,
+        household: DocId,
+        towns: &[GridCode],
+    ) -> Result<Vec<CaseRow>, StorageError> {
+        let mut params = vec![Param::Text(household.to_string())];
+        let within = towns_condition(towns, &mut params);
+        let sql = format!(
             "SELECT * FROM p_cases WHERE doc_id IN \
              (SELECT case_id FROM p_case_links WHERE household_id = $1) \
-             ORDER BY reported_at DESC, doc_id",
-        )
-        .bind(household.to_string())
-        .fetch_all(&self.pool)
-        .await?)
+             AND status <> 'draft' AND {within} ORDER BY reported_at DESC, doc_id"
+        );
+        Ok(bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &params)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn residents_in_towns(
+        &self,
+        name: &str,
+        towns: &[GridCode],
+        limit: i64,
+    ) -> Result<Vec<gridsync_core::projection::ResidentRow>, StorageError> {
+        // Wildcards and PostgreSQL's LIKE escape character are taken out: a name is matched
+        // as text on both backends.
+        let pattern = format!("%{}%", name.trim().replace(['%', '_', '\\'], ""));
+        let mut params = vec![
+            Param::Text(pattern),
+            Param::Text(name.trim().to_uppercase()),
+        ];
+        let within = towns_condition(towns, &mut params);
+        params.push(Param::Int(limit));
+        let sql = format!(
+            "SELECT * FROM p_residents WHERE (name LIKE $1 OR id_number = $2) AND {within} \
+             ORDER BY name, household_id, resident_id LIMIT ${}",
+            params.len()
+        );
+        Ok(bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &params)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn cases_to_route(&self) -> Result<Vec<DocId>, StorageError> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT doc_id FROM p_cases WHERE status = 'registered' \
-             AND subcategory IN (SELECT subcategory FROM auto_routes) ORDER BY reported_at",
+            "SELECT c.doc_id FROM p_cases c WHERE c.status = 'registered' AND EXISTS \
+             (SELECT 1 FROM auto_routes r WHERE r.subcategory = c.subcategory \
+              AND c.grid >= r.town AND c.grid < r.town || ':') ORDER BY c.reported_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -432,24 +485,53 @@ impl ConsoleStorage for SqlStorage {
             .collect()
     }
 
-    async fn auto_routes(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
-        let rows =
-            sqlx::query("SELECT subcategory, set_by, set_at FROM auto_routes ORDER BY subcategory")
-                .fetch_all(&self.pool)
-                .await?;
+    async fn claim_routing(&self, doc: DocId, event: &str, at: i64) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO routing_claims (doc_id, event, claimed_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (doc_id, event) DO NOTHING",
+        )
+        .bind(doc.to_string())
+        .bind(event)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn auto_routes(&self, towns: &[GridCode]) -> Result<Vec<AutoRoute>, StorageError> {
+        let mut params = Vec::new();
+        let list = (0..towns.len())
+            .map(|i| format!("${}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for t in towns {
+            params.push(Param::Text(t.to_string()));
+        }
+        if towns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT town, subcategory, set_by, set_at FROM auto_routes WHERE town IN ({list}) \
+             ORDER BY town, subcategory"
+        );
+        let rows = bind_all!(sqlx::query(AssertSqlSafe(sql)), &params)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("subcategory")?,
-                    r.try_get("set_by")?,
-                    r.try_get("set_at")?,
-                ))
+                Ok(AutoRoute {
+                    town: r.try_get("town")?,
+                    subcategory: r.try_get("subcategory")?,
+                    set_by: r.try_get("set_by")?,
+                    set_at: r.try_get("set_at")?,
+                })
             })
             .collect()
     }
 
     async fn set_auto_route(
         &self,
+        town: &GridCode,
         subcategory: &str,
         on: bool,
         by: &str,
@@ -457,17 +539,19 @@ impl ConsoleStorage for SqlStorage {
     ) -> Result<(), StorageError> {
         if on {
             sqlx::query(
-                "INSERT INTO auto_routes (subcategory, set_by, set_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (subcategory) DO UPDATE SET set_by = excluded.set_by, \
+                "INSERT INTO auto_routes (town, subcategory, set_by, set_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (town, subcategory) DO UPDATE SET set_by = excluded.set_by, \
                  set_at = excluded.set_at",
             )
+            .bind(town.to_string())
             .bind(subcategory)
             .bind(by)
             .bind(at)
             .execute(&self.pool)
             .await?;
         } else {
-            sqlx::query("DELETE FROM auto_routes WHERE subcategory = $1")
+            sqlx::query("DELETE FROM auto_routes WHERE town = $1 AND subcategory = $2")
+                .bind(town.to_string())
                 .bind(subcategory)
                 .execute(&self.pool)
                 .await?;
