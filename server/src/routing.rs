@@ -4,8 +4,9 @@
 //! dispatcher of the case's town, through the merge path like every other write. The event
 //! names the rule, so the case shows why it went where it went.
 //!
-//! Routing runs right after a registration in the console, and on every commit notice and
-//! once a minute for registrations that arrive from phones.
+//! Routing runs right after a registration in the console, and for registrations that
+//! arrive from phones within about a second of their commit (at most one pass a second) and
+//! once a minute.
 
 use std::time::Duration;
 
@@ -117,7 +118,8 @@ pub async fn route_pending<S: Storage>(state: &AppState<S>) -> Result<usize, Con
     Ok(n)
 }
 
-/// Runs routing on every commit notice and once a minute, for as long as the server runs.
+/// Runs routing after commits (at most one pass a second: a storm's thousands of commits cost
+/// a few queries, not one each) and once a minute, for as long as the server runs.
 pub async fn run<S: Storage>(state: AppState<S>) {
     let mut watch = state.storage.watch();
     loop {
@@ -125,5 +127,7 @@ pub async fn run<S: Storage>(state: AppState<S>) {
             tracing::warn!(error = %e, "automatic routing pass failed");
         }
         let _ = tokio::time::timeout(Duration::from_secs(60), watch.next()).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        watch.drain();
     }
 }

@@ -122,6 +122,30 @@ async fn a_case_goes_round_the_loop_through_the_console_in_chromium() {
     )
     .await
     .expect("clerk");
+    // The town's dispatcher has drawn the grid (its boundary places the case on the map).
+    let (dphone, cd) = server
+        .phone(
+            &dir.path().join("dispatcher.db"),
+            "调度手机",
+            Role::Dispatcher,
+            &[code(TOWN)],
+            quick_retry(),
+        )
+        .await
+        .expect("phone");
+    let grid = gridsync_core::records::Grid {
+        code: GRID_A.into(),
+        name: "城南社区第二网格".into(),
+        roster: Default::default(),
+        boundary: vec![
+            [30.25, 120.16],
+            [30.25, 120.17],
+            [30.26, 120.17],
+            [30.26, 120.16],
+        ],
+    };
+    dphone.create(code(GRID_A), &grid).await.expect("grid");
+    cd.sync(&dphone, 20).await.expect("sync");
     // The grid worker reports a case on the phone.
     let (worker, cw) = server
         .phone(
@@ -140,7 +164,11 @@ async fn a_case_goes_round_the_loop_through_the_console_in_chromium() {
         source: CaseSource::Inspection,
         category: "02".into(),
         subcategory: "0201".into(),
-        location: None,
+        location: Some(gridsync_core::records::Gps {
+            lat: 30.2551,
+            lon: 120.1649,
+            acc: Some(8.0),
+        }),
         address: "城南路 9 号 2 单元".into(),
         description: "楼道堆放杂物，堵塞消防通道".into(),
         urgency: Urgency::Normal,
@@ -175,6 +203,9 @@ async fn a_case_goes_round_the_loop_through_the_console_in_chromium() {
     act_in_browser(&b, "register").await;
     act_in_browser(&b, "dispatch").await;
     assert!(b.source().await.expect("page").contains("已派遣"));
+    // The map: the grid's boundary and the case's place inside it.
+    assert_eq!(b.count("svg.map polygon").await.expect("map"), 1);
+    assert_eq!(b.count("svg.map circle").await.expect("map"), 1);
     b.screenshot(&shots().join("case_detail.png"))
         .await
         .expect("screenshot");

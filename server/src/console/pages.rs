@@ -377,12 +377,7 @@ pub async fn case<S: Storage>(
             .collect(),
         None => Vec::new(),
     };
-    let grid = state
-        .storage
-        .grids()
-        .await?
-        .into_iter()
-        .find(|g| g.code == doc.header().scope.as_str());
+    let grid = state.storage.grid(doc.header().scope.as_str()).await?;
     let town = doc.header().scope.town().to_string();
     let auto = state
         .storage

@@ -257,6 +257,11 @@ pub trait ConsoleStorage {
         &self,
         query: &InboxQuery,
     ) -> impl Future<Output = Result<(Vec<CaseRow>, i64), StorageError>> + Send;
+    /// One grid unit (its name and boundary), by code.
+    fn grid(
+        &self,
+        code: &str,
+    ) -> impl Future<Output = Result<Option<gridsync_core::projection::GridRow>, StorageError>> + Send;
     /// The departments holding a case now (lead and co-departments).
     fn case_holders(
         &self,

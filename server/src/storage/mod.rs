@@ -127,6 +127,16 @@ impl ChangeWatch {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
+
+    /// Drops the notices already waiting (a subscriber that acts on "something changed"
+    /// rather than on each notice).
+    pub fn drain(&mut self) {
+        while !matches!(
+            self.0.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                | tokio::sync::broadcast::error::TryRecvError::Closed)
+        ) {}
+    }
 }
 
 /// How many changes after its snapshot a document may gather before it is re-snapshotted.

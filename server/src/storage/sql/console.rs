@@ -421,6 +421,16 @@ impl ConsoleStorage for SqlStorage {
         Ok((rows, total))
     }
 
+    async fn grid(
+        &self,
+        code: &str,
+    ) -> Result<Option<gridsync_core::projection::GridRow>, StorageError> {
+        Ok(sqlx::query_as("SELECT * FROM p_grids WHERE code = $1")
+            .bind(code)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn case_holders(&self, doc: DocId) -> Result<Vec<String>, StorageError> {
         Ok(
             sqlx::query_scalar("SELECT dept FROM case_departments WHERE doc_id = $1 ORDER BY dept")
