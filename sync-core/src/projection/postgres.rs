@@ -7,4 +7,4 @@ type Db = sqlx::Postgres;
 #[allow(clippy::duplicate_mod)]
 #[path = "store.rs"]
 mod store;
-pub use store::{clear, insert_rows, store, store_rows};
+pub use store::{clear, insert_many, insert_rows, store, store_rows};

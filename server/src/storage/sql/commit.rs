@@ -36,6 +36,21 @@ pub(super) struct LogTip {
     changes: Vec<ChangeRow>,
     /// Feed rows not yet written: scope, sequence number, whole document.
     feed: Vec<(String, i64, Option<String>)>,
+    /// New documents' `docs` rows not yet written.
+    new_docs: Vec<NewDoc>,
+    /// New documents' projection rows not yet written (document id, rows).
+    new_rows: Vec<(String, Projection)>,
+}
+
+/// One `docs` row of a document created in this transaction.
+struct NewDoc {
+    id: String,
+    doc_type: &'static str,
+    scope: String,
+    creator: String,
+    snapshot: Vec<u8>,
+    seq: i64,
+    heads: Vec<u8>,
 }
 
 /// One `changes` row waiting to be written.
@@ -63,6 +78,8 @@ impl LogTip {
             touched: std::collections::BTreeSet::new(),
             changes: Vec::new(),
             feed: Vec::new(),
+            new_docs: Vec::new(),
+            new_rows: Vec::new(),
         })
     }
 
@@ -71,6 +88,32 @@ impl LogTip {
     /// engine, were most of a storm's time). Called before anything in the transaction
     /// reads the change log again, and before the counter is written.
     pub(super) async fn flush(&mut self, conn: &mut Conn) -> Result<(), StorageError> {
+        for chunk in self.new_docs.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, snapshot_seq, heads, last_seq, pending) VALUES {}",
+                value_rows(chunk.len(), 9)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in chunk {
+                q = q
+                    .bind(&d.id)
+                    .bind(d.doc_type)
+                    .bind(&d.scope)
+                    .bind(&d.creator)
+                    .bind(&d.snapshot)
+                    .bind(d.seq)
+                    .bind(&d.heads)
+                    .bind(d.seq)
+                    .bind(0_i64);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        self.new_docs.clear();
+        if !self.new_rows.is_empty() {
+            projection_sql::insert_many(conn, std::mem::take(&mut self.new_rows))
+                .await
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        }
         for chunk in self.changes.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO changes (seq, doc_id, hash, device, bytes, size, chain, actor) VALUES {}",
@@ -367,6 +410,33 @@ fn merge_one(
     })
 }
 
+/// The stored version (`docs.last_seq`, `None`: not stored) of every document pushed, each
+/// document once.
+async fn versions_now(
+    conn: &mut Conn,
+    pushes: &[DocPush],
+) -> Result<std::collections::HashMap<gridsync_proto::DocId, Option<i64>>, StorageError> {
+    let mut out: std::collections::HashMap<_, Option<i64>> =
+        pushes.iter().map(|p| (p.doc, None)).collect();
+    let ids: Vec<String> = out.keys().map(ToString::to_string).collect();
+    for chunk in ids.chunks(super::IN_CHUNK) {
+        let sql = format!(
+            "SELECT doc_id, last_seq FROM docs WHERE doc_id IN ({})",
+            super::placeholders(chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for (id, seq) in q.fetch_all(&mut *conn).await? {
+            if let Ok(id) = id.parse() {
+                out.insert(id, Some(seq));
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn version_now(conn: &mut Conn, push: &DocPush) -> Result<Option<i64>, StorageError> {
     Ok(
         sqlx::query_scalar("SELECT last_seq FROM docs WHERE doc_id = $1")
@@ -424,8 +494,18 @@ pub(super) async fn merge(
             .execute(&mut *tx)
             .await?;
     }
+    // Every pushed document's version in one read (the lock is held: only this transaction
+    // changes them from here on, and a document it already wrote is read again after a flush).
+    let mut versions = versions_now(&mut tx, pushes).await?;
     for (push, mut p) in pushes.iter().zip(prepared) {
-        if version_now(&mut tx, push).await? != p.version {
+        let now = match versions.remove(&push.doc) {
+            Some(v) => v,
+            None => {
+                tip.flush(&mut tx).await?;
+                version_now(&mut tx, push).await?
+            }
+        };
+        if now != p.version {
             // What this transaction queued must be in the log before the document is read.
             tip.flush(&mut tx).await?;
             // Another push changed this document since it was prepared: merge again on what
@@ -572,6 +652,8 @@ pub(super) async fn store_merged(
         touched,
         changes: queued,
         feed,
+        new_docs,
+        new_rows,
     } = tip;
     let id = doc.id().to_string();
     let scope = doc.header().scope.clone();
@@ -597,21 +679,17 @@ pub(super) async fn store_merged(
     let heads = heads_to_bytes(heads);
     let pending = pending_before + i64::try_from(new_changes.len()).unwrap_or(i64::MAX);
     if created {
-        let h = doc.header().clone();
-        sqlx::query(
-            "INSERT INTO docs (doc_id, doc_type, scope, creator, snapshot, snapshot_seq, heads, last_seq, pending) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)",
-        )
-        .bind(&id)
-        .bind(h.doc_type.as_str())
-        .bind(h.scope.as_str())
-        .bind(h.creator.to_string())
-        .bind(snapshot.as_deref().unwrap_or_default())
-        .bind(*seq)
-        .bind(heads)
-        .bind(*seq)
-        .execute(&mut *tx)
-        .await?;
+        // Written with the push's other new documents in one statement (`LogTip::flush`).
+        let h = doc.header();
+        new_docs.push(NewDoc {
+            id: id.clone(),
+            doc_type: h.doc_type.as_str(),
+            scope: h.scope.to_string(),
+            creator: h.creator.to_string(),
+            snapshot: snapshot.clone().unwrap_or_default(),
+            seq: *seq,
+            heads,
+        });
     } else if let Some(snapshot) = snapshot {
         // The snapshot covers every change up to `seq`; the change rows stay (they are the
         // history and the feed), only loading gets cheaper.
@@ -639,7 +717,7 @@ pub(super) async fn store_merged(
     }
     if let Some(rows) = rows {
         if created {
-            projection_sql::insert_rows(tx, doc.header(), rows.clone()).await?;
+            new_rows.push((id.clone(), rows.clone()));
         } else {
             projection_sql::store_rows(tx, doc.header(), rows.clone()).await?;
         }
