@@ -248,7 +248,7 @@ pub async fn insert_many(
             .bind(it.1.started_at)
             .bind(it.1.ended_at)
             .bind(it.1.track_points)
-            .bind(&it.1.findings)
+            .bind(it.1.findings)
     );
     store_photos(conn, photos).await
 }
