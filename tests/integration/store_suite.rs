@@ -160,6 +160,7 @@ store_suite!(
     texts_sort_and_range_byte_wise,
     a_first_sync_gets_each_document_as_one_snapshot,
     a_hot_document_merges_from_the_cache_and_never_over_another_servers_write,
+    console_accounts_sessions_audit_and_the_inbox,
 );
 
 /// A worker device of grid A that enrolled nowhere: a reader for pulls straight from storage.
@@ -917,4 +918,245 @@ async fn a_hot_document_merges_from_the_cache_and_never_over_another_servers_wri
         "the projection was computed on every edit"
     );
     other.storage.close().await;
+}
+
+/// The console's storage on each backend: accounts, the lockout count, sessions, the audit
+/// log, the inbox query with its filters and its clerk bound, routing rules and claims.
+async fn console_accounts_sessions_audit_and_the_inbox<S: Storage + Clone>(rig: &Rig<S>) {
+    use gridsync_server::storage::console::{
+        AuditEntry, ConsoleRole, DeadlineFlag, InboxQuery, SessionRow,
+    };
+    let storage = &rig.server.storage;
+    gridsync_tests::console::test_user(
+        storage,
+        "wang",
+        "王调度",
+        ConsoleRole::Dispatcher,
+        None,
+        &[code(TOWN)],
+    )
+    .await
+    .expect("user");
+    assert!(
+        gridsync_tests::console::test_user(
+            storage,
+            "wang",
+            "again",
+            ConsoleRole::Leader,
+            None,
+            &[code(TOWN)]
+        )
+        .await
+        .is_err(),
+        "a login is taken once"
+    );
+    let u = storage
+        .console_user("wang")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (u.role, u.towns.clone(), u.failures),
+        (ConsoleRole::Dispatcher, vec![code(TOWN)], 0)
+    );
+    // Five failures lock; a failure after the lock ran out starts counting again.
+    let now = now_ms();
+    let mut last = (0, 0);
+    for _ in 0..5 {
+        last = storage
+            .console_sign_in_failed("wang", now, 5, 60_000)
+            .await
+            .expect("count")
+            .expect("row");
+    }
+    assert_eq!(last, (5, now + 60_000));
+    assert!(
+        !storage
+            .console_sign_in_ok("wang", now + 1)
+            .await
+            .expect("ok"),
+        "locked"
+    );
+    let later = now + 120_000;
+    assert_eq!(
+        storage
+            .console_sign_in_failed("wang", later, 5, 60_000)
+            .await
+            .expect("count"),
+        Some((1, 0))
+    );
+    assert!(storage.console_sign_in_ok("wang", later).await.expect("ok"));
+    assert_eq!(
+        storage
+            .console_sign_in_failed("nobody", now, 5, 1)
+            .await
+            .expect("count"),
+        None
+    );
+    // Sessions; a new password ends them.
+    let session = SessionRow {
+        login: "wang".into(),
+        csrf: "c".into(),
+        created_at: now,
+        seen_at: now,
+        expires_at: now + 1_000,
+    };
+    storage
+        .create_session("h1", &session)
+        .await
+        .expect("session");
+    storage
+        .touch_session("h1", now + 10, now + 5_000)
+        .await
+        .expect("touch");
+    assert_eq!(
+        storage
+            .session("h1")
+            .await
+            .expect("read")
+            .map(|s| s.expires_at),
+        Some(now + 5_000)
+    );
+    assert!(
+        storage
+            .set_console_password("wang", "$argon2id$x")
+            .await
+            .expect("reset")
+    );
+    assert!(storage.session("h1").await.expect("read").is_none());
+    // The audit log, newest first.
+    for (i, action) in ["sign_in", "case.dispatch"].iter().enumerate() {
+        storage
+            .audit(&AuditEntry {
+                at: now + i as i64,
+                login: "wang".into(),
+                action: (*action).into(),
+                target: "t".into(),
+                outcome: "ok".into(),
+                detail: "审计".into(),
+                addr: "127.0.0.1".into(),
+            })
+            .await
+            .expect("audit");
+    }
+    let log = storage.audit_log(Some("wang"), 10).await.expect("log");
+    assert_eq!(
+        log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["case.dispatch", "sign_in"]
+    );
+    // The inbox: a reported case and a dispatched one, in the town, paged and filtered.
+    let (worker, cw) = rig.phone("周网格", Role::Worker, &[GRID_A], None).await;
+    let (disp, cd) = rig.phone("调度", Role::Dispatcher, &[TOWN], None).await;
+    let actor = worker.actor().await.expect("actor");
+    let first = worker
+        .create(code(GRID_A), &reported_case(&actor))
+        .await
+        .expect("case");
+    let second = worker
+        .create(code(GRID_A), &reported_case(&actor))
+        .await
+        .expect("case");
+    cw.sync(&worker, 20).await.expect("sync");
+    cd.sync(&disp, 20).await.expect("sync");
+    case_act(&disp, second, Action::Register, BTreeMap::new()).await;
+    let c: Case = disp.read(second).await.expect("case");
+    let mut plan =
+        plan_dispatch(&c, &Reference::builtin(), now_ms(), None, Some(&[])).expect("plan");
+    let lead = plan["lead"].clone();
+    // Already past its amber point and its deadline: red.
+    plan.insert("deadline".into(), (now_ms() - 1_000).to_string());
+    plan.insert("amber_at".into(), (now_ms() - 2_000).to_string());
+    case_act(&disp, second, Action::Dispatch, plan).await;
+    cd.sync(&disp, 20).await.expect("sync");
+    let q = |f: &dyn Fn(&mut InboxQuery)| {
+        let mut q = InboxQuery {
+            towns: vec![code(TOWN)],
+            now: now_ms(),
+            limit: 50,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let ids = |rows: Vec<gridsync_core::projection::CaseRow>| {
+        rows.into_iter().map(|r| r.doc_id).collect::<Vec<_>>()
+    };
+    let (rows, total) = storage.inbox(&q(&|_| {})).await.expect("inbox");
+    assert_eq!(total, 2);
+    assert_eq!(rows.len(), 2);
+    let (rows, total) = storage.inbox(&q(&|q| q.limit = 1)).await.expect("inbox");
+    assert_eq!((rows.len(), total), (1, 2), "paged, counted whole");
+    let (rows, _) = storage
+        .inbox(&q(&|q| q.flag = Some(DeadlineFlag::Red)))
+        .await
+        .expect("inbox");
+    assert_eq!(ids(rows), [second]);
+    let (rows, _) = storage
+        .inbox(&q(&|q| q.status = Some("reported".into())))
+        .await
+        .expect("inbox");
+    assert_eq!(ids(rows), [first]);
+    let (rows, _) = storage
+        .inbox(&q(&|q| q.holder = Some(lead.clone())))
+        .await
+        .expect("inbox");
+    assert_eq!(
+        ids(rows),
+        [second],
+        "a clerk's inbox: the cases the department holds"
+    );
+    let (rows, _) = storage
+        .inbox(&q(&|q| q.holder = Some("D99".into())))
+        .await
+        .expect("inbox");
+    assert!(rows.is_empty());
+    let (rows, total) = storage
+        .inbox(&q(&|q| q.towns = vec![]))
+        .await
+        .expect("inbox");
+    assert_eq!((rows.len(), total), (0, 0), "no towns, nothing");
+    let (rows, _) = storage
+        .inbox(&q(&|q| q.within = Some(code(GRID_B))))
+        .await
+        .expect("inbox");
+    assert!(rows.is_empty());
+    assert_eq!(storage.case_holders(second).await.expect("holders"), [lead]);
+    // Routing rules per town, and one claim per registration.
+    storage
+        .set_auto_route(&code(TOWN), "0201", true, "王调度", now)
+        .await
+        .expect("rule");
+    let rules = storage.auto_routes(&[code(TOWN)]).await.expect("rules");
+    assert_eq!(rules.len(), 1);
+    assert!(
+        storage
+            .auto_routes(&[code("330102002")])
+            .await
+            .expect("rules")
+            .is_empty()
+    );
+    assert!(
+        storage
+            .claim_routing(first, "e1", now)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !storage
+            .claim_routing(first, "e1", now)
+            .await
+            .expect("claim"),
+        "once"
+    );
+    storage
+        .set_auto_route(&code(TOWN), "0201", false, "王调度", now)
+        .await
+        .expect("rule");
+    assert!(
+        storage
+            .auto_routes(&[code(TOWN)])
+            .await
+            .expect("rules")
+            .is_empty()
+    );
 }
