@@ -98,6 +98,23 @@ impl Rig {
         (id, worker, cw)
     }
 
+    /// A reported case whose address the reporter and a dispatcher's phone wrote offline at
+    /// once (both may change it), both synced: the case holds both values in conflict.
+    async fn conflicted_address(&self) -> (DocId, (Store, SyncClient), (Store, SyncClient)) {
+        let (id, a, ca) = self.reported_case().await;
+        let (b, cb) = self.phone("调度手机", Role::Dispatcher).await;
+        cb.sync(&b, 20).await.expect("sync");
+        a.update::<Case>(id, |c| c.address = "城南路 9 号东门".into())
+            .await
+            .expect("edit a");
+        b.update::<Case>(id, |c| c.address = "城南路 11 号".into())
+            .await
+            .expect("edit b");
+        ca.sync(&a, 20).await.expect("sync");
+        cb.sync(&b, 20).await.expect("sync");
+        (id, (a, ca), (b, cb))
+    }
+
     async fn status(&self, id: DocId) -> Status {
         let doc = self
             .server
@@ -623,18 +640,7 @@ async fn a_phone_cannot_enroll_as_a_console_person() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_settles_a_field_two_phones_wrote_at_once() {
     let rig = rig(Config::default()).await;
-    let (id, a, ca) = rig.reported_case().await;
-    // The reporter and a dispatcher on a phone (both may change the address) write it offline.
-    let (b, cb) = rig.phone("调度手机", Role::Dispatcher).await;
-    cb.sync(&b, 20).await.expect("sync");
-    a.update::<Case>(id, |c| c.address = "城南路 9 号东门".into())
-        .await
-        .expect("edit a");
-    b.update::<Case>(id, |c| c.address = "城南路 11 号".into())
-        .await
-        .expect("edit b");
-    ca.sync(&a, 20).await.expect("sync");
-    cb.sync(&b, 20).await.expect("sync");
+    let (id, (a, ca), _dispatcher_phone) = rig.conflicted_address().await;
     let doc = rig
         .server
         .storage
@@ -702,17 +708,7 @@ async fn a_dispatcher_settles_a_field_two_phones_wrote_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_settled_on_a_phone_is_taken() {
     let rig = rig(Config::default()).await;
-    let (id, a, ca) = rig.reported_case().await;
-    let (b, cb) = rig.phone("调度手机", Role::Dispatcher).await;
-    cb.sync(&b, 20).await.expect("sync");
-    a.update::<Case>(id, |c| c.address = "城南路 9 号东门".into())
-        .await
-        .expect("edit a");
-    b.update::<Case>(id, |c| c.address = "城南路 11 号".into())
-        .await
-        .expect("edit b");
-    ca.sync(&a, 20).await.expect("sync");
-    cb.sync(&b, 20).await.expect("sync");
+    let (id, (_a, _ca), (b, cb)) = rig.conflicted_address().await;
     cb.sync(&b, 20).await.expect("sync");
     assert_eq!(b.load(id).await.expect("doc").conflicts().len(), 1);
     for value in ["城南路 9 号东门", "城南路 11 号"] {
