@@ -31,29 +31,14 @@ use crate::storage::console::ConsoleUser;
 use crate::storage::{BlobRow, Receipt};
 use crate::{AppState, Storage};
 
-/// The actions the console offers (a grid worker's own ones stay on the phone).
-pub const CONSOLE_ACTIONS: &[Action] = &[
-    Action::Verify,
-    Action::Register,
-    Action::Reject,
-    Action::Merge,
-    Action::Dispatch,
-    Action::Return,
-    Action::Sign,
-    Action::RequestExtension,
-    Action::ApproveExtension,
-    Action::DenyExtension,
-    Action::Suspend,
-    Action::Resume,
-    Action::Handle,
-    Action::StartCheck,
-    Action::PassCheck,
-    Action::FailCheck,
-    Action::FollowUp,
-    Action::Archive,
-    Action::Reopen,
-    Action::Supervise,
-];
+/// Whether the console offers `action`: every workflow action but the grid worker's own
+/// (reporting, and handling a case alone), which stay on the phone.
+pub fn console_offers(action: Action) -> bool {
+    !matches!(
+        action,
+        Action::Report | Action::SelfHandle | Action::CloseSelf
+    )
+}
 
 /// The replica a person writes as: their device id, role, towns and department.
 pub fn person_device(user: &ConsoleUser) -> Result<Device, ConsoleError> {
@@ -202,7 +187,7 @@ pub async fn act_form<S: Storage>(
     let id = doc.id();
     let action = Action::from_str(form.need("action", "操作")?)
         .ok()
-        .filter(|a| CONSOLE_ACTIONS.contains(a))
+        .filter(|a| console_offers(*a))
         .ok_or_else(|| ConsoleError::bad("操作", "控制台不提供这个操作"))?;
     if action == Action::Merge {
         let into = form.need("into", "合并到案件编号")?;
@@ -316,7 +301,7 @@ async fn store_photo<S: Storage>(
         (&processed.thumb_sha256, &processed.thumb, thumb_phash),
         (&processed.full_sha256, &processed.full, None),
     ] {
-        let path = object_store::path::Path::from(format!("blobs/{sha}"));
+        let path = crate::photos::blob_path(sha);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

@@ -393,12 +393,7 @@ pub async fn add_user<S: Storage>(
         password,
     } = new;
     let login = login.trim();
-    if login.is_empty()
-        || login.len() > 64
-        || !login
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
+    if !session::valid_login(login) {
         return Err(ConsoleError::bad("账号", "1–64 个字母、数字或 . _ -"));
     }
     if name.trim().is_empty() {

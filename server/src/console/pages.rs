@@ -373,7 +373,7 @@ pub async fn case<S: Storage>(
     let actions: Vec<Action> = match role {
         Some(role) => available_actions(&case, &st, role, signed.user.dept.as_deref(), now)
             .into_iter()
-            .filter(|a| super::act::CONSOLE_ACTIONS.contains(a))
+            .filter(|a| super::act::console_offers(*a))
             .collect(),
         None => Vec::new(),
     };
@@ -669,7 +669,7 @@ pub async fn case_photo<S: Storage>(
     } else {
         "image/jpeg".to_owned()
     };
-    let path = object_store::path::Path::from(format!("blobs/{sha}"));
+    let path = crate::photos::blob_path(&sha);
     let got = state
         .config
         .photos

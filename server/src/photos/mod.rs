@@ -144,6 +144,6 @@ fn is_sha256(s: &str) -> bool {
 }
 
 /// The object-store path of a stored file.
-fn blob_path(sha256: &str) -> object_store::path::Path {
+pub(crate) fn blob_path(sha256: &str) -> object_store::path::Path {
     object_store::path::Path::from(format!("blobs/{sha256}"))
 }
